@@ -61,6 +61,7 @@ class ToyTrainConfig:
     init_from: Path | None = None
     pool: Path | None = None  # cached ScenePool (.npz); rendered when missing
     pool_size: int = 200_000
+    stats_samples: int = 4096  # images used to measure the latent scale and shift
 
 
 def _render_item(args: tuple[int, int]) -> tuple[np.ndarray, str]:
@@ -166,7 +167,7 @@ def new_pipeline(preset: str, work: Path):
 def load_pipeline_for_training(preset: str, folder: Path):
     cls = StableDiffusionXLPipeline if preset == "toy-sdxl" else StableDiffusion3Pipeline
     extra = {} if preset == "toy-sdxl" else dict(text_encoder_3=None, tokenizer_3=None)
-    return cls.from_pretrained(folder, torch_dtype=torch.float32, **extra)
+    return cls.from_pretrained(folder, dtype=torch.float32, **extra)
 
 
 def prompt_embeddings(pipe, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,7 +287,7 @@ def train_vae(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) -> bo
             return False
     bar.close()
     folder.mkdir(parents=True, exist_ok=True)
-    stats = latent_stats(vae, data, cfg.preset)
+    stats = latent_stats(vae, data, cfg.preset, cfg.stats_samples)
     vae.register_to_config(**stats)
     if accelerator.is_main_process:
         torch.save(vae.state_dict(), folder / "vae.pt")
@@ -297,7 +298,8 @@ def train_vae(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) -> bo
 @torch.no_grad()
 def latent_stats(vae, data: ScenePool, preset: str, n: int = 4096) -> dict:
     """scaling_factor = 1 / std of the latents (SDXL); SD3 also centres them with shift_factor = their mean."""
-    z = torch.cat([vae.encode(data.batch(0, 99, k, 256)[0]).latent_dist.sample().float() for k in range(n // 256)])
+    chunk = min(256, n)
+    z = torch.cat([vae.encode(data.batch(0, 99, k, chunk)[0]).latent_dist.sample().float() for k in range(n // chunk)])
     if preset == "toy-sd3":
         return {"shift_factor": float(z.mean()), "scaling_factor": float(1.0 / z.std())}
     return {"scaling_factor": float(1.0 / z.std())}

@@ -1,0 +1,67 @@
+"""Baseline sampling: the pipeline's own call, with a preset's defaults, a seed, a timer and input checks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from .presets import Preset
+
+MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens; longer text is almost surely a paste error
+
+
+@dataclass
+class Generation:
+    images: list[Image.Image]
+    prompts: list[str]
+    seed: int
+    steps: int
+    guidance_scale: float
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+def check_prompt(prompt: str) -> str:
+    """Return the prompt with whitespace normalised, or raise ValueError saying what is wrong with it."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be text, not {type(prompt).__name__}")
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in prompt).split())
+    if not cleaned:
+        raise ValueError("the prompt is empty: describe the image, e.g. 'a red star on a blue background'")
+    if len(cleaned) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(cleaned)} characters; at most {MAX_PROMPT_CHARS} are accepted "
+                         "(the text encoders read only the first 77 tokens)")
+    return cleaned
+
+
+def generate(
+    pipe,
+    prompts: str | list[str],
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    preset: Preset | None = None,
+) -> Generation:
+    """Sample one image per prompt with the pipeline's own scheduler. The noise comes from a CPU generator seeded
+    with ``seed``, so a seed gives the same image on every device."""
+    prompts = [check_prompt(p) for p in ([prompts] if isinstance(prompts, str) else prompts)]
+    steps = int(steps if steps is not None else (preset.steps if preset else 4))
+    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
+    if not (0.0 <= guidance <= 30.0):
+        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed}")
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    kwargs = {}
+    if preset is not None:
+        kwargs.update(height=preset.resolution, width=preset.resolution)
+    start = time.perf_counter()
+    images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **kwargs).images
+    seconds = time.perf_counter() - start
+    return Generation(images, prompts, int(seed), steps, guidance, seconds)

@@ -1,0 +1,69 @@
+"""The toy base-model training: text embeddings equal the pipeline's, and a tiny run trains, pauses, resumes,
+exports and loads through the one loader."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from alignment import generate, load_pipeline
+from training.toy_models import ScenePool, ToyTrainConfig, load_pipeline_for_training, prompt_embeddings, run
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTIONS = ["a red star on a blue background", "", "huge white cross, cyan background in the top left"]
+
+
+@pytest.mark.parametrize("preset", ["toy-sdxl", "toy-sd3"])
+def test_prompt_embeddings_equal_encode_prompt(preset):
+    pipe = load_pipeline_for_training(preset, ROOT / "checkpoints" / preset)
+    ids = pipe.tokenizer(CAPTIONS, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        states, pooled = prompt_embeddings(pipe, ids)
+        if preset == "toy-sdxl":
+            ref, _, ref_pooled, _ = pipe.encode_prompt(CAPTIONS, device="cpu", do_classifier_free_guidance=False)
+        else:
+            ref, _, ref_pooled, _ = pipe.encode_prompt(CAPTIONS, None, None, device="cpu",
+                                                       do_classifier_free_guidance=False)
+    assert states.shape == ref.shape and torch.allclose(states, ref, atol=1e-6)
+    assert torch.allclose(pooled, ref_pooled, atol=1e-6)
+
+
+def test_scene_pool_batches_are_deterministic():
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(ROOT / "checkpoints" / "toy-sdxl" / "tokenizer")
+    pool = ScenePool.render(12, seed=3, workers=1, device="cpu", tokenizer=tok)
+    a_img, a_ids = pool.batch(0, 2, 5, 8)
+    b_img, b_ids = pool.batch(0, 2, 5, 8)
+    assert torch.equal(a_img, b_img) and torch.equal(a_ids, b_ids)
+    assert a_img.shape == (8, 3, 64, 64) and a_img.min() >= -1 and a_img.max() <= 1
+    assert not torch.equal(a_ids, pool.batch(0, 2, 6, 8)[1])
+
+
+@pytest.mark.parametrize("preset", ["toy-sdxl", "toy-sd3"])
+def test_tiny_run_pauses_resumes_and_exports(preset, tmp_path):
+    cfg = ToyTrainConfig(preset=preset, work=tmp_path / "work", export=tmp_path / "export", vae_steps=2, steps=2,
+                         batch_size=2, pool=tmp_path / "pool.npz", pool_size=8, workers=1, stats_samples=8,
+                         save_every=1)
+    assert run(cfg) is True
+    progress = json.loads((tmp_path / "work" / "denoiser" / "progress.json").read_text())
+    assert progress == {"step": 2, "done": True}
+    # Resume with a larger budget: it goes on from step 2, not from scratch.
+    (tmp_path / "work" / "denoiser" / "progress.json").write_text(json.dumps({"step": 2, "done": False}))
+    cfg.steps = 3
+    assert run(cfg) is True
+    assert json.loads((tmp_path / "work" / "denoiser" / "progress.json").read_text())["step"] == 3
+    pipe, _ = load_pipeline(str(tmp_path / "export"), device="cpu")
+    image = generate(pipe, "a red star on a blue background", seed=0, steps=1, guidance_scale=0.0).images[0]
+    assert np.asarray(image).shape == (64, 64, 3)
+    assert not (tmp_path / "export" / "tokenizer" / "tokenizer.json").exists()
+
+
+def test_pause_at_deadline_saves_state(tmp_path):
+    cfg = ToyTrainConfig(preset="toy-sdxl", work=tmp_path / "work", vae_steps=50, steps=2, batch_size=2,
+                         pool=tmp_path / "pool.npz", pool_size=8, workers=1, stats_samples=8, max_minutes=0.0)
+    assert run(cfg) is False
+    assert (tmp_path / "work" / "vae" / "state").exists()
+    assert json.loads((tmp_path / "work" / "vae" / "progress.json").read_text())["step"] == 1

@@ -368,3 +368,20 @@ def test_flat_image_has_no_object(image):
     t = taste(image, CAPTION)
     assert t.prompt_fidelity is False and t.aesthetic == 0.0
     assert 0.0 <= t.score <= 10.0
+
+
+def test_noise_estimate_ignores_sharp_edges():
+    import dataclasses
+
+    scene = dataclasses.replace(sample_scene(np.random.default_rng(1), clean=True), shape="star", radius=22.0,
+                                cx=32.0, cy=32.0)
+    assert analyse(render(scene)).noise < 0.005
+    noisy = analyse(render(dataclasses.replace(scene, noise=0.08))).noise
+    assert 0.06 < noisy < 0.10
+
+
+def test_float_images_outside_unit_range_are_refused():
+    image = render(sample_scene(np.random.default_rng(2), clean=True)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        analyse(image)
+    assert analyse(image / 255.0).found

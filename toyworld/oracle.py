@@ -60,7 +60,9 @@ def as_float_image(image) -> np.ndarray:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
     if image.dtype == np.uint8:
         return image.astype(np.float64) / 255.0
-    return np.clip(image.astype(np.float64), 0.0, 1.0)
+    if image.size and float(np.nanmax(image)) > 1.5:
+        raise ValueError("a float image must hold values in [0, 1]; pass uint8 for 0-255 data")
+    return np.clip(np.nan_to_num(image.astype(np.float64)), 0.0, 1.0)
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
@@ -145,7 +147,10 @@ def analyse(image) -> Reading:
     band = (smooth > 0.2 * peak) & (smooth < 0.8 * peak)
     edge = float(np.percentile(grad[band], 90)) if band.any() else 0.0
     sharpness = float(np.clip(edge / peak / SHARP_REFERENCE, 0.0, 1.0))
-    far = smooth < 0.15 * peak
+    # Noise is read on background pixels at least 2 px from the object: next to an edge, the 3x3 residual
+    # measures the edge, not the noise.
+    near = _box3(_box3(mask.astype(np.float64))) > 0
+    far = (smooth < 0.15 * peak) & ~near
     noise = float(residual[far].std() / 0.943) if far.sum() > 16 else float(residual.std() / 0.943)
     return Reading(True, colour, shape, _NAMES[bg_index], area / (h * w), cx, cy, extent, contrast, sharpness, noise, iou)
 

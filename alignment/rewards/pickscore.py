@@ -1,0 +1,55 @@
+"""PickScore-style rewards from a ``transformers.CLIPModel`` + ``CLIPProcessor``:
+``r = exp(logit_scale) · cos(image embedding, text embedding)`` (PickScore's own formula).
+
+Serves ``yuvalkirstain/PickScore_v1`` (processor ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``) and any local folder
+with the same layout, e.g. the toy ``checkpoints/toy-pickscore``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..loading import ModelLoadError
+from .base import Reward, clip_preprocess
+
+
+def _projected(features) -> torch.Tensor:
+    """transformers < 5 returns the projected embedding; 5.x an output whose pooler_output holds it."""
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
+
+
+class CLIPModelReward(Reward):
+    differentiable = True
+
+    def __init__(self, model: str, processor: str | None = None, *, name: str = "pickscore", device=None,
+                 dtype: torch.dtype = torch.float32):
+        from transformers import CLIPModel, CLIPProcessor
+
+        self.name = name
+        try:
+            self.model = CLIPModel.from_pretrained(model, dtype=dtype).eval().requires_grad_(False)
+            self.processor = CLIPProcessor.from_pretrained(processor or model)
+        except Exception as e:  # noqa: BLE001 - one clear message for every way of failing
+            raise ModelLoadError(
+                f"could not load the {name} reward from {model!r} (processor {processor or model!r}): "
+                f"{type(e).__name__}: {str(e)[:300]}. Fix: give a local folder with a CLIPModel and its processor, "
+                "or allow access to huggingface.co") from e
+        if device is not None:
+            self.model.to(device)
+        ip = self.processor.image_processor
+        crop = ip.crop_size
+        self.size = int(crop if isinstance(crop, (int, float)) else (getattr(crop, "height", None) or crop["height"]))
+        self.mean, self.std = ip.image_mean, ip.image_std
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def _score(self, x, prompts):
+        pixels = clip_preprocess(x, self.size, self.mean, self.std).to(self.model.dtype)
+        tokens = self.processor.tokenizer(prompts, padding="max_length", truncation=True, max_length=77,
+                                          return_tensors="pt").to(self.device)
+        image = F.normalize(_projected(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+        text = F.normalize(_projected(self.model.get_text_features(**tokens)), dim=-1)
+        return (self.model.logit_scale.exp() * (image * text).sum(-1)).float()

@@ -1,0 +1,79 @@
+"""Rewards by name, and weighted sums of them: ``load_reward("pickscore+0.5*hpsv2.1")``.
+
+Names: ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``clip``, ``toy-pickscore``; ``toy-taste`` (the toy world's oracle,
+for evaluation only) is registered by ``evaluations`` because ``alignment`` never imports the toy world.
+Keyword arguments go to the named reward's factory (e.g. ``source=`` a local folder or file).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from .base import Reward, WeightedSum
+from .open_clip_rewards import OpenClipReward, hps_checkpoint
+from .pickscore import CLIPModelReward
+from ..presets import CHECKPOINTS
+
+REWARDS: dict[str, Callable[..., Reward]] = {}
+
+
+def register(name: str):
+    def wrap(factory):
+        REWARDS[name] = factory
+        return factory
+    return wrap
+
+
+@register("pickscore")
+def _pickscore(source: str = "yuvalkirstain/PickScore_v1", processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+               **kw) -> Reward:
+    return CLIPModelReward(source, processor, name="pickscore", **kw)
+
+
+@register("toy-pickscore")
+def _toy_pickscore(source: str = str(CHECKPOINTS / "toy-pickscore"), **kw) -> Reward:
+    return CLIPModelReward(source, name="toy-pickscore", **kw)
+
+
+def _hps(version: str):
+    def factory(source: str | None = None, arch: str = "ViT-H-14", **kw) -> Reward:
+        return OpenClipReward(arch, checkpoint=source or hps_checkpoint(version), kind="hps", name=version, **kw)
+    return factory
+
+
+register("hpsv2")(_hps("hpsv2"))
+register("hpsv2.1")(_hps("hpsv2.1"))
+
+
+@register("clip")
+def _clip(arch: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k", source: str | None = None, **kw) -> Reward:
+    return OpenClipReward(arch, checkpoint=source, pretrained=None if source else pretrained, kind="clip", name="clip",
+                          **kw)
+
+
+_TERM = re.compile(r"^\s*(?:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?([A-Za-z][\w.\-]*)\s*$")
+
+
+def parse_spec(spec: str) -> list[tuple[float, str]]:
+    """``"pickscore+0.5*hpsv2.1"`` -> [(1.0, "pickscore"), (0.5, "hpsv2.1")]; a clear ValueError otherwise."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("no reward named: use e.g. 'pickscore' or 'pickscore+0.5*hpsv2.1'")
+    terms = []
+    for part in spec.split("+"):
+        m = _TERM.match(part)
+        if not m:
+            raise ValueError(f"cannot read the reward term {part!r} in {spec!r}: write NAME or WEIGHT*NAME")
+        weight, name = float(m.group(1) or 1.0), m.group(2)
+        if name not in REWARDS:
+            raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
+        terms.append((weight, name))
+    return terms
+
+
+def load_reward(spec: str, **kwargs) -> Reward:
+    """Build the reward a spec names. ``kwargs`` go to a single named reward (not to sums)."""
+    terms = parse_spec(spec)
+    if len(terms) == 1 and terms[0][0] == 1.0:
+        return REWARDS[terms[0][1]](**kwargs)
+    return WeightedSum([(w, REWARDS[n](**kwargs)) for w, n in terms], name=spec.replace(" ", ""))

@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     pool.add_argument("--workers", type=int, default=8)
     pool.add_argument("--tokenizer", type=Path, default=None, help="a CLIPTokenizer folder (default: build one)")
 
+    prefs = sub.add_parser("toy-preferences", help="write the toy preference pairs (Pick-a-Pic v1 layout)")
+    prefs.add_argument("--captions", type=int, default=1000)
+    prefs.add_argument("--out", type=Path, required=True)
+    prefs.add_argument("--seed", type=int, default=0)
+    prefs.add_argument("--temperature", type=float, default=1.0, help="Bradley-Terry temperature on the taste")
+
     args = parser.parse_args(argv)
     if args.command == "tokenizer":
         from .clip_tokenizer import save_clip_tokenizer
@@ -62,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             pool=args.pool, pool_size=args.pool_size,
         )
         run(cfg)
+        return 0
+    if args.command == "toy-preferences":
+        from .preference_data import LoadReport, iter_pairs
+        from .toy_preferences import build
+
+        path = build(args.captions, args.out, seed=args.seed, temperature=args.temperature)
+        report = LoadReport()
+        for _ in iter_pairs(path, report=report):
+            pass
+        print(f"{path}: {report}")
         return 0
     if args.command == "toy-pool":
         import time

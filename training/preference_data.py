@@ -1,0 +1,137 @@
+"""Preference pairs in the Pick-a-Pic v1 column layout: write them, and read them back (the toy set or the real
+``yuvalkirstain/pickapic_v1``) with one loader that skips and counts broken rows.
+
+Columns written: ``caption, jpg_0, jpg_1, label_0, label_1, model_0, model_1, image_0_uid, image_1_uid,
+best_image_uid, has_label, are_different, ranking_id, user_id`` (JPEG bytes in ``jpg_*``; labels 1/0, or 0.5/0.5
+for a tie), as in Pick-a-Pic v1.
+
+    python -m training toy-preferences --captions 1000 --out data/toy-pickapic.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1", "model_0", "model_1", "image_0_uid", "image_1_uid",
+           "best_image_uid", "has_label", "are_different", "ranking_id", "user_id")
+
+
+@dataclass
+class PreferencePair:
+    caption: str
+    image_0: Image.Image
+    image_1: Image.Image
+    label_0: float
+    label_1: float
+    model_0: str = ""
+    model_1: str = ""
+
+
+@dataclass
+class LoadReport:
+    read: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.most_common()) or "none"
+        return f"read {self.read} rows, kept {self.kept}, skipped: {reasons}"
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def bradley_terry_labels(score_0: float, score_1: float, rng: np.random.Generator, temperature: float = 1.0,
+                         tie_margin: float = 0.05) -> tuple[float, float]:
+    """A human-like vote: P(0 preferred) = sigmoid((s0 - s1) / T); near-equal scores are a tie (0.5, 0.5)."""
+    if abs(score_0 - score_1) < tie_margin:
+        return 0.5, 0.5
+    p = 1.0 / (1.0 + math.exp(-(score_0 - score_1) / temperature))
+    return (1.0, 0.0) if rng.random() < p else (0.0, 1.0)
+
+
+def write_pickapic(rows: Iterable[dict], path: str | Path) -> Path:
+    """Write rows with keys caption, image_0, image_1 (PIL), label_0, label_1, model_0, model_1 as Pick-a-Pic v1."""
+    import pandas as pd
+
+    records = []
+    for i, r in enumerate(rows):
+        jpg_0, jpg_1 = jpeg_bytes(r["image_0"]), jpeg_bytes(r["image_1"])
+        uid_0, uid_1 = hashlib.sha1(jpg_0).hexdigest(), hashlib.sha1(jpg_1).hexdigest()
+        best = uid_0 if r["label_0"] > r["label_1"] else uid_1 if r["label_1"] > r["label_0"] else ""
+        records.append(dict(caption=r["caption"], jpg_0=jpg_0, jpg_1=jpg_1, label_0=float(r["label_0"]),
+                            label_1=float(r["label_1"]), model_0=r.get("model_0", ""), model_1=r.get("model_1", ""),
+                            image_0_uid=uid_0, image_1_uid=uid_1, best_image_uid=best, has_label=1,
+                            are_different=int(uid_0 != uid_1), ranking_id=i, user_id=r.get("user_id", 0)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame.from_records(records, columns=list(COLUMNS)).to_parquet(path, index=False)
+    return path
+
+
+def _decode(blob) -> Image.Image:
+    if isinstance(blob, dict):  # datasets' Image feature
+        blob = blob.get("bytes")
+    image = Image.open(io.BytesIO(blob))
+    image.load()
+    return image.convert("RGB")
+
+
+def _rows(source: str | Path, split: str) -> Iterator[dict]:
+    path = Path(source)
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
+                yield from batch.to_pylist()
+        return
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(f"{source!r} is not a local file; reading a hub data set needs `pip install datasets`") from e
+    yield from datasets.load_dataset(str(source), split=split, streaming=True)
+
+
+def iter_pairs(source: str | Path, split: str = "train", limit: int | None = None,
+               report: LoadReport | None = None) -> Iterator[PreferencePair]:
+    """Pairs from a Pick-a-Pic-format parquet file or folder, or a hub data set id (streamed). Rows with a missing
+    caption, an undecodable image or unusable labels are skipped and counted in ``report``."""
+    report = report if report is not None else LoadReport()
+    for row in _rows(source, split):
+        if limit is not None and report.kept >= limit:
+            return
+        report.read += 1
+        caption = row.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            report.skipped["missing caption"] += 1
+            continue
+        try:
+            label_0, label_1 = float(row["label_0"]), float(row["label_1"])
+        except (KeyError, TypeError, ValueError):
+            report.skipped["bad label"] += 1
+            continue
+        if not (math.isfinite(label_0) and math.isfinite(label_1)):
+            report.skipped["bad label"] += 1
+            continue
+        try:
+            image_0, image_1 = _decode(row["jpg_0"]), _decode(row["jpg_1"])
+        except Exception:  # noqa: BLE001 - any decoding failure is a broken row
+            report.skipped["undecodable image"] += 1
+            continue
+        report.kept += 1
+        yield PreferencePair(caption, image_0, image_1, label_0, label_1, str(row.get("model_0") or ""),
+                             str(row.get("model_1") or ""))

@@ -123,22 +123,22 @@ class ScenePool:
 
     def latent_batch(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``batch`` but returns a posterior sample of the cached latents instead of images."""
-        rng = np.random.default_rng((seed, stage, step))
-        idx = torch.from_numpy(rng.integers(0, len(self), size)).to(self.device)
-        drop = torch.from_numpy(rng.random(size) < CAPTION_DROPOUT).to(self.device)
+        idx, ids = self._draw(seed, stage, step, size)
         mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
-        ids = torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
         return mean + std * torch.randn_like(mean), ids
 
     def batch(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as [-1, 1] NCHW floats and caption token ids (the empty caption with probability
         CAPTION_DROPOUT)."""
+        idx, ids = self._draw(seed, stage, step, size)
+        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0, ids
+
+    def _draw(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool indices of batch ``step`` and their caption token ids (the empty caption for dropped ones)."""
         rng = np.random.default_rng((seed, stage, step))
         idx = torch.from_numpy(rng.integers(0, len(self), size)).to(self.device)
         drop = torch.from_numpy(rng.random(size) < CAPTION_DROPOUT).to(self.device)
-        images = self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        ids = torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
-        return images, ids
+        return idx, torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
 
 
 def tokenizers(work: Path) -> tuple[CLIPTokenizer, CLIPTokenizer]:

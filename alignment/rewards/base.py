@@ -89,8 +89,8 @@ class WeightedSum(Reward):
         self.differentiable = all(r.differentiable for _, r in parts)
 
     def score(self, images, prompts) -> torch.Tensor:
-        return sum(w * r.score(images, prompts).float().cpu() if not self.differentiable else w * r.score(images, prompts)
-                   for w, r in self.parts)
+        scores = [w * r.score(images, prompts).float() for w, r in self.parts]
+        return sum(s.to(scores[0].device) for s in scores)  # parts may live on different devices
 
     __call__ = score
 

@@ -36,24 +36,23 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _family_of_folder(folder: Path) -> str | None:
+def _read_index(folder: Path) -> dict:
     index = folder / "model_index.json"
     if not index.is_file():
         raise ModelLoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json")
     try:
-        name = json.loads(index.read_text()).get("_class_name", "")
+        return json.loads(index.read_text())
     except (json.JSONDecodeError, OSError) as e:
         raise ModelLoadError(f"{index} cannot be read as JSON: {e}") from e
+
+
+def _family(index: dict) -> str | None:
+    name = index.get("_class_name", "")
     if name.startswith("StableDiffusion3"):
         return "flow"
     if name.startswith("StableDiffusionXL"):
         return "diffusion"
     return None
-
-
-def _without_t5(folder: Path) -> bool:
-    index = json.loads((folder / "model_index.json").read_text())
-    return index.get("text_encoder_3") in (None, [None, None])
 
 
 def load_pipeline(
@@ -71,8 +70,9 @@ def load_pipeline(
     if folder.exists():
         if not folder.is_dir():
             raise ModelLoadError(f"{folder} is a file; a diffusers pipeline is a folder with model_index.json")
-        family = _family_of_folder(folder)
-        if family == "flow" and _without_t5(folder):
+        index = _read_index(folder)
+        family = _family(index)
+        if family == "flow" and index.get("text_encoder_3") in (None, [None, None]):
             kwargs = dict(text_encoder_3=None, tokenizer_3=None)  # the toy SD3 has no T5, by design
     elif preset is not None and preset.name.startswith("toy-"):
         raise ModelLoadError(f"the toy preset {model!r} is missing its weights at {folder}; restore checkpoints/ "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -21,7 +21,6 @@ class Generation:
     steps: int
     guidance_scale: float
     seconds: float
-    info: dict = field(default_factory=dict)
 
 
 def check_prompt(prompt: str) -> str:

@@ -72,8 +72,10 @@ def parse_spec(spec: str) -> list[tuple[float, str]]:
 
 
 def load_reward(spec: str, **kwargs) -> Reward:
-    """Build the reward a spec names. ``kwargs`` go to a single named reward (not to sums)."""
+    """Build the reward a spec names; ``kwargs`` go to every named reward. A name that appears twice in a sum is
+    loaded once."""
     terms = parse_spec(spec)
+    built = {name: REWARDS[name](**kwargs) for name in dict.fromkeys(n for _, n in terms)}
     if len(terms) == 1 and terms[0][0] == 1.0:
-        return REWARDS[terms[0][1]](**kwargs)
-    return WeightedSum([(w, REWARDS[n](**kwargs)) for w, n in terms], name=spec.replace(" ", ""))
+        return built[terms[0][1]]
+    return WeightedSum([(w, built[n]) for w, n in terms], name=spec.replace(" ", ""))

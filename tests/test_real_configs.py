@@ -128,7 +128,7 @@ def test_sdxl_config_dimensions_agree():
 
 
 def test_sdxl_text_encoder_parameter_counts():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     for folder, cls, size in (

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from ..presets import CHECKPOINTS
 from .base import Reward, WeightedSum
 from .open_clip_rewards import OpenClipReward, hps_checkpoint
 from .pickscore import CLIPModelReward
-from ..presets import CHECKPOINTS
 
 REWARDS: dict[str, Callable[..., Reward]] = {}
 

@@ -1,0 +1,378 @@
+"""The vote store: sessions, prompts, generations, blind comparisons and votes in a SQL database, images on disk.
+
+    store = Store()                                   # STUDIO_DATABASE_URL, else SQLite under /data or ./studio-data
+    session = store.start_session(client_address="203.0.113.7")
+    a = store.add_generation("a red star", image_a, model="toy-sdxl", method="baseline", config={}, seed=0,
+                             rewards={"toy-pickscore": 0.3}, latency_s=0.4)
+    b = store.add_generation("a red star", image_b, model="toy-sdxl", method="guided", config={"beta": 0.5}, ...)
+    comparison = store.create_comparison(session, left_generation_id=b, right_generation_id=a)
+    store.record_vote(session, comparison, "left")   # a second call raises VoteRefused; nothing is stored twice
+
+Every write is one transaction: it happens whole or not at all. A busy (locked) database is retried with
+exponential backoff, then reported as :class:`StoreBusy`; a read-only, full or unreachable one as
+:class:`StoreUnavailable`; a refused vote (already voted, cap reached, another session's pair) as
+:class:`VoteRefused`. All three are :class:`StoreError`, whose message is written for the person in front of the
+page. Bad arguments (empty prompt, NaN reward, unknown choice) raise ``ValueError`` before anything is written.
+
+Settings (environment): ``STUDIO_DATABASE_URL`` (any SQLAlchemy URL, e.g. ``postgresql+psycopg://…``),
+``STUDIO_DATA_DIR`` (images, the default SQLite file and the client-address salt), ``STUDIO_VOTE_CAP`` (votes per
+session, default 200), ``STUDIO_CLIENT_VOTE_CAP`` (votes per client address over all its sessions, default 1000),
+``STUDIO_CLIENT_SALT`` (the salt of client-address hashes; else a random one kept in the data folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import random
+import secrets
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from PIL import Image
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from .images import ImageStore
+from .schema import CHOICES, Base, Comparison, Generation, Prompt, Session, Vote
+
+T = TypeVar("T")
+MAX_PROMPT_CHARS = 2000  # the same rule as alignment.sampling.check_prompt (tests hold them equal)
+MAX_SEED = 2**31 - 1
+LABEL_KEYS = {"beta": "β", "eta": "η", "alpha": "α", "n": "N"}
+
+
+class StoreError(RuntimeError):
+    """A store failure with a message meant for the person using the page."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked through every retry."""
+
+
+class StoreUnavailable(StoreError):
+    """The database can't be written: read-only, disk full, or unreachable."""
+
+
+class VoteRefused(StoreError):
+    """The vote was not stored: already voted on this pair, vote cap reached, or not this session's pair."""
+
+
+def default_data_dir() -> Path:
+    """``STUDIO_DATA_DIR``; else ``/data/studio`` when ``/data`` exists (Hugging Face Spaces persistent storage);
+    else ``studio-data/`` next to this package."""
+    if os.environ.get("STUDIO_DATA_DIR"):
+        return Path(os.environ["STUDIO_DATA_DIR"])
+    if Path("/data").is_dir():
+        return Path("/data/studio")
+    return Path(__file__).resolve().parent.parent / "studio-data"
+
+
+def clean_prompt(text: str) -> str:
+    """The prompt with non-printable characters turned to spaces and whitespace collapsed; ValueError when empty or
+    longer than MAX_PROMPT_CHARS (as ``alignment.sampling.check_prompt``, without importing the models)."""
+    if not isinstance(text, str):
+        raise ValueError(f"the prompt must be text, not {type(text).__name__}")
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if not cleaned:
+        raise ValueError("the prompt is empty")
+    if len(cleaned) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(cleaned)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+    return cleaned
+
+
+def config_label(model: str, method: str, config: dict) -> str:
+    """A configuration's default name: ``toy-sdxl · guided · β=0.5 η=1``, from the β, η, α, N present."""
+    knobs = " ".join(f"{sym}={config[key]:g}" if isinstance(config[key], float) else f"{sym}={config[key]}"
+                     for key, sym in LABEL_KEYS.items() if key in config)
+    return " · ".join(part for part in (model, method, knobs) if part)
+
+
+def _json_object(value, what: str) -> dict:
+    """A JSON object with finite numbers only (NaN and ±inf are not JSON), as plain Python types."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{what} must be a dict with text keys")
+
+    def plain(o):
+        if hasattr(o, "item"):  # numpy scalars
+            return o.item()
+        raise TypeError(f"{type(o).__name__} is not JSON")
+
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=plain))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must hold only JSON values with finite numbers: {e}") from e
+
+
+def _rewards(value) -> dict[str, float]:
+    rewards = _json_object(value, "rewards")
+    for name, score in rewards.items():
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ValueError(f"reward {name!r} must be a number, not {score!r}")
+    return {name: float(score) for name, score in rewards.items()}
+
+
+def _text(value, what: str, max_len: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len or not value.isprintable():
+        raise ValueError(f"{what} must be printable text of 1 to {max_len} characters, not {value!r:.80}")
+    return value.strip()
+
+
+def _classify(error: OperationalError) -> str:
+    message = str(error.orig if error.orig is not None else error).lower()
+    if any(s in message for s in ("locked", "busy", "could not serialize", "deadlock", "lock timeout")):
+        return "busy"
+    if any(s in message for s in ("readonly", "read-only", "disk is full", "no space", "disk i/o",
+                                  "unable to open", "could not connect", "connection refused", "closed the connection")):
+        return "unavailable"
+    return "other"
+
+
+def _sqlite_engine(url: str, busy_timeout_s: float):
+    """SQLite with foreign keys on, WAL, a busy timeout, fsync on commit, and real BEGIN statements (pysqlite's own
+    transaction handling delays BEGIN and is bypassed, as SQLAlchemy's documentation advises)."""
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+class Store:
+    def __init__(self, url: str | None = None, data_dir: str | Path | None = None, *,
+                 vote_cap: int | None = None, client_vote_cap: int | None = None, client_salt: str | None = None,
+                 busy_timeout_s: float = 2.0, retries: int = 4, backoff_s: float = 0.05,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.url = url or os.environ.get("STUDIO_DATABASE_URL") or f"sqlite:///{self.data_dir / 'studio.sqlite'}"
+        self.vote_cap = int(vote_cap if vote_cap is not None else os.environ.get("STUDIO_VOTE_CAP", 200))
+        self.client_vote_cap = int(client_vote_cap if client_vote_cap is not None
+                                   else os.environ.get("STUDIO_CLIENT_VOTE_CAP", 1000))
+        self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
+        self._make_data_dir()
+        self.images = ImageStore(self.data_dir / "images")
+        self._salt = client_salt or os.environ.get("STUDIO_CLIENT_SALT") or self._stored_salt()
+        if self.url.startswith("sqlite"):
+            self.engine = _sqlite_engine(self.url, busy_timeout_s)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._retrying(lambda: Base.metadata.create_all(self.engine))
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r}, images={str(self.images.folder)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+
+    def _make_data_dir(self) -> None:
+        fresh = not self.data_dir.exists()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if fresh and not Path("/data").is_dir():  # a local folder: keep votes and images out of git
+            (self.data_dir / ".gitignore").write_text("*\n")
+
+    def _stored_salt(self) -> str:
+        path = self.data_dir / "client_salt"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """Run ``work``; on a locked database wait backoff_s · 2^k (with jitter) and retry, up to ``retries``."""
+        for attempt in range(self.retries + 1):
+            try:
+                return work()
+            except OperationalError as e:
+                kind = _classify(e)
+                if kind == "busy" and attempt < self.retries:
+                    self._sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
+                    continue
+                if kind == "busy":
+                    raise StoreBusy(f"The vote database is busy (still locked after {self.retries + 1} tries); "
+                                    "nothing was saved. Please try again in a moment.") from e
+                if kind == "unavailable":
+                    raise StoreUnavailable("The vote database can't be written right now (read-only, full or "
+                                           "unreachable); nothing was saved. Generation still works.") from e
+                raise
+        raise AssertionError("unreachable")
+
+    def _transaction(self, work: Callable) -> T:
+        """``work(session)`` in one transaction, committed whole or rolled back, with retries."""
+        def once():
+            with self._session.begin() as s:
+                return work(s)
+        return self._retrying(once)
+
+    def client_hash(self, client_address: str) -> str:
+        """HMAC-SHA256 of the address with the store's salt: the same client gives the same hash, which can't be
+        turned back into the address without the salt."""
+        return hmac.new(self._salt.encode(), client_address.encode(), hashlib.sha256).hexdigest()
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def start_session(self, client_address: str | None = None) -> str:
+        """A new anonymous session; its random id is what the page keeps."""
+        if client_address is not None and not isinstance(client_address, str):
+            raise ValueError("client_address must be text")
+        session_id = secrets.token_hex(16)
+        client = self.client_hash(client_address) if client_address else None
+        self._transaction(lambda s: s.add(Session(id=session_id, client_hash=client, vote_count=0)))
+        return session_id
+
+    def add_generation(self, prompt: str, image: Image.Image, *, model: str, method: str, config: dict, seed: int,
+                       rewards: dict[str, float], latency_s: float | None = None, label: str | None = None) -> int:
+        """Store one generated image and how it was made; returns the generation id. ``config`` holds every knob
+        (β, η, α, N, steps, …) as JSON; ``label`` names the configuration (default :func:`config_label`)."""
+        text = clean_prompt(prompt)
+        model, method = _text(model, "model", 200), _text(method, "method", 50)
+        config, rewards = _json_object(config, "config"), _rewards(rewards)
+        label = _text(label, "label", 200) if label is not None else config_label(model, method, config)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number in 0..{MAX_SEED}, not {seed!r}")
+        if latency_s is not None and not (isinstance(latency_s, (int, float)) and math.isfinite(latency_s)
+                                          and latency_s >= 0):
+            raise ValueError(f"latency_s must be a finite number of seconds ≥ 0, not {latency_s!r}")
+        sha = self.images.put(image)  # content-addressed: a file left by a failed transaction is harmless
+
+        def write(s):
+            prompt_row = self._prompt(s, text)
+            row = Generation(prompt_id=prompt_row.id, label=label, model=model, method=method, config=config,
+                             seed=seed, rewards=rewards, latency_s=None if latency_s is None else float(latency_s),
+                             image_sha256=sha)
+            s.add(row)
+            s.flush()
+            return row.id
+
+        try:
+            return self._transaction(write)
+        except IntegrityError:  # another writer added the same new prompt between our read and insert
+            return self._transaction(write)
+
+    @staticmethod
+    def _prompt(s, text: str) -> Prompt:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        row = s.scalar(select(Prompt).where(Prompt.text_sha256 == digest))
+        if row is None:
+            row = Prompt(text_sha256=digest, text=text)
+            s.add(row)
+            s.flush()
+        return row
+
+    def create_comparison(self, session_id: str, left_generation_id: int, right_generation_id: int) -> str:
+        """Record that this session is shown these two generations, on these sides; returns the comparison id."""
+        comparison_id = secrets.token_hex(16)
+
+        def write(s):
+            if s.get(Session, session_id) is None:
+                raise ValueError("unknown session: reload the page to start a new one")
+            left, right = s.get(Generation, left_generation_id), s.get(Generation, right_generation_id)
+            if left is None or right is None:
+                raise ValueError(f"unknown generation id {left_generation_id if left is None else right_generation_id}")
+            if left.id == right.id:
+                raise ValueError("a comparison needs two different generations")
+            if left.prompt_id != right.prompt_id:
+                raise ValueError("both generations of a comparison must answer the same prompt")
+            s.add(Comparison(id=comparison_id, session_id=session_id, left_generation_id=left.id,
+                             right_generation_id=right.id))
+
+        self._transaction(write)
+        return comparison_id
+
+    def record_vote(self, session_id: str, comparison_id: str, choice: str) -> None:
+        """Store the session's vote on its comparison, exactly once. Raises VoteRefused (with the reason) when the
+        pair was already voted on, the session or its client reached its cap, or the pair is another session's."""
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
+
+        def write(s):
+            comparison = s.get(Comparison, comparison_id) if isinstance(comparison_id, str) else None
+            if comparison is None:
+                raise ValueError("unknown comparison: ask for a new pair")
+            if comparison.session_id != session_id:
+                raise VoteRefused("This pair was shown to another session; your vote was not stored.")
+            if s.scalar(select(Vote.id).where(Vote.comparison_id == comparison_id)) is not None:
+                raise VoteRefused("You already voted on this pair; the first vote counts.")
+            client = s.scalar(select(Session.client_hash).where(Session.id == session_id))
+            if client is not None:
+                used = s.scalar(select(func.sum(Session.vote_count)).where(Session.client_hash == client)) or 0
+                if used >= self.client_vote_cap:
+                    raise VoteRefused(f"This connection has reached its limit of {self.client_vote_cap} votes. "
+                                      "Thank you!")
+            counted = s.execute(update(Session).where(Session.id == session_id, Session.vote_count < self.vote_cap)
+                                .values(vote_count=Session.vote_count + 1))
+            if counted.rowcount != 1:
+                raise VoteRefused(f"This session has reached its limit of {self.vote_cap} votes. Thank you!")
+            s.add(Vote(comparison_id=comparison_id, session_id=session_id, choice=choice))
+            s.flush()
+
+        try:
+            self._transaction(write)
+        except IntegrityError as e:  # a concurrent duplicate (double click) lost the race to the unique index
+            raise VoteRefused("You already voted on this pair; the first vote counts.") from e
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+
+    def generation(self, generation_id: int) -> dict:
+        """Everything about one generation (its configuration included): for after the vote, never before."""
+        def read(s):
+            row = s.get(Generation, generation_id)
+            if row is None:
+                raise ValueError(f"unknown generation id {generation_id}")
+            return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
+                        method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
+                        latency_s=row.latency_s, image_sha256=row.image_sha256)
+        return self._transaction(read)
+
+    def comparison(self, comparison_id: str) -> dict:
+        """A comparison: its session, the two generation ids by side, and the vote's choice (None before it)."""
+        def read(s):
+            row = s.get(Comparison, comparison_id) if isinstance(comparison_id, str) else None
+            if row is None:
+                raise ValueError("unknown comparison: ask for a new pair")
+            choice = s.scalar(select(Vote.choice).where(Vote.comparison_id == comparison_id))
+            return dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
+                        right_generation_id=row.right_generation_id, choice=choice)
+        return self._transaction(read)
+
+    def votes_left(self, session_id: str) -> int:
+        count = self._transaction(lambda s: s.scalar(select(Session.vote_count).where(Session.id == session_id)))
+        if count is None:
+            raise ValueError("unknown session: reload the page to start a new one")
+        return max(self.vote_cap - count, 0)
+
+    def image(self, sha256: str) -> Image.Image:
+        return self.images.get(sha256)
+
+    def vote_records(self):
+        """Every vote joined with its prompt and both generations: a DataFrame in the form that
+        ``evaluations.ratings`` and ``evaluations.dashboard`` take (columns: ``evaluations.vote_records``)."""
+        from evaluations.vote_records import read_votes
+
+        return self._retrying(lambda: read_votes(self.engine))
+
+    def generation_records(self):
+        """Every generation with its prompt, configuration and rewards (for reward distributions)."""
+        from evaluations.vote_records import read_generations
+
+        return self._retrying(lambda: read_generations(self.engine))

@@ -1,0 +1,89 @@
+"""Blind side-by-side voting, as in Chatbot Arena and GenAI-Arena: two configurations answer one prompt, the sides
+are swapped at random, the person votes left / right / tie / both bad, and only then are the configurations
+revealed. Pure logic over the store (no Gradio).
+
+    arena = Arena(store, rng=random.Random(0))
+    a, b = arena.matchup(["toy-sdxl · baseline", "toy-sdxl · guided · β=0.5"])   # which two to generate next
+    pair = arena.pair(session, generation_a, generation_b)   # BlindPair: comparison id, prompt, two images
+    reveal = arena.vote(session, pair.comparison_id, "left")  # Reveal: both configurations, rewards, the choice
+
+What reaches the browser before the vote is a :class:`BlindPair` and nothing else: a random comparison id, the
+prompt, and two images re-encoded from their pixels (no file name, no metadata).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .store import Store
+
+
+@dataclass(frozen=True)
+class BlindPair:
+    """What the page may show before the vote."""
+
+    comparison_id: str
+    prompt: str
+    left: Image.Image
+    right: Image.Image
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """What the page shows after the vote: the choice and each side's configuration."""
+
+    comparison_id: str
+    choice: str
+    left: dict   # label, model, method, config, seed, rewards, latency_s
+    right: dict
+
+    @property
+    def winner(self) -> str | None:
+        """The chosen configuration's label; None for a tie or both bad."""
+        return {"left": self.left["label"], "right": self.right["label"]}.get(self.choice)
+
+
+def _public(generation: dict) -> dict:
+    keys = ("label", "model", "method", "config", "seed", "rewards", "latency_s")
+    return {k: generation[k] for k in keys}
+
+
+class Arena:
+    def __init__(self, store: Store, rng: random.Random | None = None):
+        self.store = store
+        self.rng = rng if rng is not None else random.SystemRandom()
+
+    def matchup(self, configurations: list[str]) -> tuple[str, str]:
+        """Two different configurations drawn uniformly, in random order: what to generate for the next pair."""
+        unique = list(dict.fromkeys(configurations))
+        if len(unique) < 2:
+            raise ValueError("the arena needs at least two different configurations")
+        a, b = self.rng.sample(unique, 2)
+        return a, b
+
+    def pair(self, session_id: str, generation_a: int, generation_b: int) -> BlindPair:
+        """A new comparison of two generations of one prompt, sides swapped with probability 1/2."""
+        left, right = (generation_b, generation_a) if self.rng.random() < 0.5 else (generation_a, generation_b)
+        comparison_id = self.store.create_comparison(session_id, left, right)
+        left_row, right_row = self.store.generation(left), self.store.generation(right)
+        return BlindPair(comparison_id, left_row["prompt"], self.store.image(left_row["image_sha256"]),
+                         self.store.image(right_row["image_sha256"]))
+
+    def vote(self, session_id: str, comparison_id: str, choice: str) -> Reveal:
+        """Record the vote (exactly once: a repeat raises VoteRefused) and reveal both configurations."""
+        self.store.record_vote(session_id, comparison_id, choice)
+        return self.reveal(session_id, comparison_id)
+
+    def reveal(self, session_id: str, comparison_id: str) -> Reveal:
+        """The configurations of a pair this session has voted on; ValueError before the vote."""
+        comparison = self.store.comparison(comparison_id)
+        if comparison["session_id"] != session_id:
+            raise ValueError("this pair was shown to another session")
+        if comparison["choice"] is None:
+            raise ValueError("vote first: the configurations are revealed only after the vote")
+        return Reveal(comparison_id, comparison["choice"],
+                      _public(self.store.generation(comparison["left_generation_id"])),
+                      _public(self.store.generation(comparison["right_generation_id"])))

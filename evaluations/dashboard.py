@@ -1,0 +1,243 @@
+"""The studio's dashboard: plotly figures of human votes and evaluation results, and one self-contained HTML file.
+
+Inputs are plain records, so the studio (which owns the database) and the command line share this module:
+``votes`` and ``generations`` as described in ``evaluations/vote_records.py``, and result rows from the JSON files
+of ``evaluations/results/``. Figures:
+
+* win rate of each configuration against a baseline it met (method ``baseline``), with bootstrap 95 % intervals;
+* Bradley–Terry ratings of all configurations with bootstrap 95 % intervals;
+* reward distributions per configuration, one panel per reward model;
+* agreement of each reward model with the human votes;
+* reward and taste against β, from every result row that has a β (``beta`` or ``β``) and numeric columns whose
+  names contain ``reward`` or ``taste``.
+
+    python -m evaluations dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html --csv votes.csv
+
+The HTML inlines plotly.js (works offline) and writes every prompt and label through ``html.escape``: text stays
+text. A figure without data says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from .ratings import bradley_terry, reward_agreement, win_rate
+from .vote_records import GENERATION_COLUMNS, JSON_COLUMNS, VOTE_COLUMNS, as_frame
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BETA_KEYS = ("beta", "β")
+SERIES_KEYS = ("model", "method", "reward", "eta", "alpha", "n")
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=260)
+    return figure
+
+
+def _error_bars(center, low, high) -> dict:
+    center, low, high = (np.asarray(v, dtype=float) for v in (center, low, high))
+    return dict(type="data", symmetric=False, array=high - center, arrayminus=center - low)
+
+
+# -- figures ----------------------------------------------------------------------------------------------------
+
+def baseline_matchups(votes: pd.DataFrame) -> list[tuple[str, str]]:
+    """(configuration, baseline) pairs that met in the votes, where the baseline's method is ``baseline``."""
+    pairs = set()
+    for _, v in votes.iterrows():
+        for me, other in (("left", "right"), ("right", "left")):
+            if v[f"{other}_method"] == "baseline" and v[f"{me}_method"] != "baseline":
+                pairs.add((v[f"{me}_label"], v[f"{other}_label"]))
+    return sorted(pairs)
+
+
+def win_rate_figure(votes, n_boot: int = 1000, rng=0) -> go.Figure:
+    title = "Win rate against the baseline (ties and both-bad count ½; bootstrap 95 %)"
+    votes = as_frame(votes)
+    rates = [win_rate(votes, a, b, n_boot=n_boot, rng=rng) for a, b in baseline_matchups(votes)]
+    if not rates:
+        return _empty(title, "No votes between a baseline and another configuration yet.")
+    names = [f"{r.a}<br>vs {r.b}" for r in rates]
+    figure = go.Figure(go.Bar(x=names, y=[r.rate for r in rates],
+                              error_y=_error_bars([r.rate for r in rates], [r.low for r in rates],
+                                                  [r.high for r in rates]),
+                              text=[f"{r.rate:.0%} of {r.n}" for r in rates], textposition="inside"))
+    figure.add_hline(y=0.5, line_dash="dot")
+    figure.update_layout(title=title, yaxis=dict(title="win rate", range=[0, 1], tickformat=".0%"))
+    return figure
+
+
+def ratings_figure(votes, n_boot: int = 1000, rng=0) -> go.Figure:
+    title = "Bradley–Terry ratings (Elo-like scale, mean 1000; bootstrap 95 %)"
+    table = bradley_terry(as_frame(votes), n_boot=n_boot, rng=rng)
+    if table.empty:
+        return _empty(title, "No votes yet.")
+    table = table.iloc[::-1]
+    figure = go.Figure(go.Scatter(x=table["rating"], y=table["label"], mode="markers",
+                                  error_x=_error_bars(table["rating"], table["low"], table["high"]),
+                                  text=[f"{n} votes" for n in table["votes"]]))
+    figure.update_layout(title=title, xaxis_title="rating", height=200 + 40 * len(table))
+    return figure
+
+
+def reward_distribution_figure(generations) -> go.Figure:
+    title = "Reward distributions per configuration"
+    frame = as_frame(generations, GENERATION_COLUMNS)
+    long = [(g["label"], name, value) for _, g in frame.iterrows() for name, value in g["rewards"].items()]
+    if not long:
+        return _empty(title, "No scored generations yet.")
+    long = pd.DataFrame(long, columns=["label", "reward", "value"])
+    names = sorted(long["reward"].unique())
+    figure = make_subplots(rows=len(names), cols=1, subplot_titles=names, vertical_spacing=0.08)
+    for row, name in enumerate(names, start=1):
+        part = long[long["reward"] == name]
+        figure.add_trace(go.Box(x=part["label"], y=part["value"], name=name, boxpoints="all", jitter=0.3),
+                         row=row, col=1)
+    figure.update_layout(title=title, showlegend=False, height=120 + 280 * len(names))
+    return figure
+
+
+def agreement_figure(votes, n_boot: int = 1000, rng=0) -> go.Figure:
+    title = "Reward models against people: the reward prefers the chosen image (decisive votes; bootstrap 95 %)"
+    table = reward_agreement(as_frame(votes), n_boot=n_boot, rng=rng)
+    if table.empty:
+        return _empty(title, "No decisive votes on scored images yet.")
+    figure = go.Figure(go.Bar(x=table["reward"], y=table["agreement"],
+                              error_y=_error_bars(table["agreement"], table["low"], table["high"]),
+                              text=[f"{a:.0%} of {n}" for a, n in zip(table["agreement"], table["n"])],
+                              textposition="inside"))
+    figure.add_hline(y=0.5, line_dash="dot")
+    figure.update_layout(title=title, yaxis=dict(title="agreement", range=[0, 1], tickformat=".0%"))
+    return figure
+
+
+def beta_figure(rows: list[dict]) -> go.Figure:
+    title = "Reward and taste against β (evaluation results)"
+    frame = pd.DataFrame(rows)
+    metrics = sorted(c for c in frame.columns if ("reward" in c.lower() or "taste" in c.lower())
+                     and pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any())
+    if frame.empty or not metrics:
+        return _empty(title, "No result rows with β and a reward or taste column in evaluations/results/ yet.")
+    series_keys = ["source"] + [k for k in SERIES_KEYS if k in frame.columns and k not in metrics]
+    def text(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    frame["series"] = [" · ".join(f"{k}={text(v)}" if k in ("eta", "alpha", "n") else text(v)
+                                  for k, v in zip(series_keys, values) if not pd.isna(v))
+                       for values in frame[series_keys].itertuples(index=False)]
+    figure = make_subplots(rows=len(metrics), cols=1, subplot_titles=metrics, vertical_spacing=0.08)
+    for row, metric in enumerate(metrics, start=1):
+        for series, part in frame[frame[metric].notna()].groupby("series", sort=True):
+            part = part.sort_values("beta")
+            figure.add_trace(go.Scatter(x=part["beta"], y=part[metric], mode="lines+markers", name=series,
+                                        legendgroup=series, showlegend=row == 1), row=row, col=1)
+    figure.update_xaxes(title_text="β", type="log" if (frame["beta"] > 0).all() else "linear")
+    figure.update_layout(title=title, height=120 + 300 * len(metrics))
+    return figure
+
+
+# -- results files ----------------------------------------------------------------------------------------------
+
+def _beta_rows(node, source: str):
+    """Every dict in a JSON document that carries a finite numeric β, with ``beta`` and ``source`` set."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _beta_rows(item, source)
+    elif isinstance(node, dict):
+        beta = next((node[k] for k in BETA_KEYS if k in node), None)
+        if isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta):
+            flat = {k: v for k, v in node.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            yield dict(flat, beta=float(beta), source=source)
+        else:
+            for value in node.values():
+                yield from _beta_rows(value, source)
+
+
+def load_results(folder: str | Path = RESULTS_DIR) -> tuple[list[dict], list[str]]:
+    """Result rows with a β from the folder's ``*.json`` files, and the names of files skipped (unreadable or
+    without such rows). A missing folder gives no rows."""
+    rows, skipped = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            found = list(_beta_rows(json.loads(path.read_text()), path.stem))
+        except (OSError, ValueError):
+            found = []
+        rows.extend(found)
+        if not found:
+            skipped.append(path.name)
+    return rows, skipped
+
+
+# -- the page and the CSV ---------------------------------------------------------------------------------------
+
+def dashboard_figures(votes=(), generations=(), results: list[dict] = (), n_boot: int = 1000,
+                      rng=0) -> list[go.Figure]:
+    votes, generations = as_frame(votes), as_frame(generations, GENERATION_COLUMNS)
+    return [win_rate_figure(votes, n_boot, rng), ratings_figure(votes, n_boot, rng),
+            reward_distribution_figure(generations), agreement_figure(votes, n_boot, rng),
+            beta_figure(list(results))]
+
+
+def _votes_table(votes: pd.DataFrame, limit: int = 200) -> str:
+    cells = ("voted_at", "prompt", "left_label", "right_label", "choice")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v[c]))}</td>" for c in cells) + "</tr>"
+                   for _, v in votes.tail(limit).iloc[::-1].iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def dashboard_html(votes=(), generations=(), results: list[dict] = (), *, title: str = "Alignment studio",
+                   n_boot: int = 1000, rng=0) -> str:
+    """One HTML page with plotly.js inlined: the figures, the counts, and the latest votes as an escaped table."""
+    votes, generations = as_frame(votes), as_frame(generations, GENERATION_COLUMNS)
+    figures = dashboard_figures(votes, generations, results, n_boot, rng)
+    parts = [f.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}", config={"responsive": True})
+             for i, f in enumerate(figures)]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sessions = votes["session_id"].nunique() if len(votes) else 0
+    summary = (f"{len(votes)} votes from {sessions} sessions, {len(generations)} generations, "
+               f"{len(results)} result rows with β · made {stamp}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
+table{{border-collapse:collapse;font-size:0.9em}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(summary)}</p>
+{"".join(f"<section>{p}</section>" for p in parts)}
+<section><h2>Latest votes</h2>{_votes_table(votes)}</section>
+</body></html>
+"""
+
+
+def write_dashboard(path: str | Path, votes=(), generations=(), results: list[dict] = (), **kwargs) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dashboard_html(votes, generations, results, **kwargs), encoding="utf-8")
+    return path
+
+
+def votes_csv(votes, path: str | Path) -> Path:
+    """The votes as CSV, one row each with :data:`VOTE_COLUMNS`; config and rewards as JSON text, which
+    ``vote_records.as_frame(pd.read_csv(path))`` reads back."""
+    frame = as_frame(votes)[list(VOTE_COLUMNS)].copy()
+    for column in frame.columns:
+        if column.endswith(JSON_COLUMNS):
+            frame[column] = frame[column].map(lambda d: json.dumps(d, sort_keys=True, ensure_ascii=False))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path

@@ -81,10 +81,9 @@ def win_rate(votes, a: str, b: str, *, both_bad: str = "tie", n_boot: int = 1000
 
 def _win_matrix(left: np.ndarray, right: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     """W[i, j] = points of i against j (a win is 1, a tie ½ to each)."""
-    w = np.zeros((k, k))
-    np.add.at(w, (left, right), score)
-    np.add.at(w, (right, left), 1.0 - score)
-    return w
+    w = np.bincount(left * k + right, weights=score, minlength=k * k)
+    w += np.bincount(right * k + left, weights=1.0 - score, minlength=k * k)
+    return w.reshape(k, k)
 
 
 def bradley_terry_strengths(wins: np.ndarray, prior: float = 0.5, tol: float = 1e-10,

@@ -75,6 +75,8 @@ def _read(db: str | Engine, sql: str, columns: tuple[str, ...], needs: tuple[str
     for column in frame.columns:
         if column.endswith(JSON_COLUMNS):
             frame[column] = frame[column].map(_as_dict)
+        elif column in ("voted_at", "created_at"):  # text from SQLite, datetime from PostgreSQL; stored in UTC
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .store import Store
+from .store import Store, VoteRefused
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,10 @@ class Arena:
         return a, b
 
     def pair(self, session_id: str, generation_a: int, generation_b: int) -> BlindPair:
-        """A new comparison of two generations of one prompt, sides swapped with probability 1/2."""
+        """A new comparison of two generations of one prompt, sides swapped with probability 1/2. Refused
+        (VoteRefused) when the session has no votes left, so no pair is shown that can't be voted on."""
+        if self.store.votes_left(session_id) == 0:
+            raise VoteRefused(f"This session has reached its limit of {self.store.vote_cap} votes. Thank you!")
         left, right = (generation_b, generation_a) if self.rng.random() < 0.5 else (generation_a, generation_b)
         comparison_id = self.store.create_comparison(session_id, left, right)
         left_row, right_row = self.store.generation(left), self.store.generation(right)

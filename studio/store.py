@@ -29,6 +29,7 @@ import math
 import os
 import random
 import secrets
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -166,9 +167,13 @@ class Store:
         self.client_vote_cap = int(client_vote_cap if client_vote_cap is not None
                                    else os.environ.get("STUDIO_CLIENT_VOTE_CAP", 1000))
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
-        self._make_data_dir()
+        try:
+            self._make_data_dir()
+            self._salt = client_salt or os.environ.get("STUDIO_CLIENT_SALT") or self._stored_salt()
+        except OSError as e:
+            raise StoreUnavailable(f"The studio's data folder {self.data_dir} can't be written ({e.strerror}); "
+                                   "votes can't be saved. Generation still works.") from e
         self.images = ImageStore(self.data_dir / "images")
-        self._salt = client_salt or os.environ.get("STUDIO_CLIENT_SALT") or self._stored_salt()
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url, busy_timeout_s)
         else:
@@ -191,11 +196,18 @@ class Store:
             (self.data_dir / ".gitignore").write_text("*\n")
 
     def _stored_salt(self) -> str:
+        """A random salt kept (mode 0600) in the data folder; created whole, once, even by racing processes."""
         path = self.data_dir / "client_salt"
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
+            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".salt-")  # mode 0600
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+                os.link(tmp, path)  # atomic; the first process to get here wins
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip()
 
     def _retrying(self, work: Callable[[], T]) -> T:
@@ -253,7 +265,11 @@ class Store:
         if latency_s is not None and not (isinstance(latency_s, (int, float)) and math.isfinite(latency_s)
                                           and latency_s >= 0):
             raise ValueError(f"latency_s must be a finite number of seconds ≥ 0, not {latency_s!r}")
-        sha = self.images.put(image)  # content-addressed: a file left by a failed transaction is harmless
+        try:
+            sha = self.images.put(image)  # content-addressed: a file left by a failed transaction is harmless
+        except OSError as e:
+            raise StoreUnavailable(f"The image couldn't be saved ({e.strerror}: read-only or full disk); nothing "
+                                   "was stored. Generation still works.") from e
 
         def write(s):
             prompt_row = self._prompt(s, text)

@@ -104,3 +104,13 @@ def test_pairs_must_share_a_prompt(store):
     _, other = _pair_of_generations(store, prompt="a green cross")
     with pytest.raises(ValueError, match="same prompt"):
         arena.pair(session, baseline, other)
+
+
+def test_no_pair_is_made_once_the_session_cap_is_reached(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'cap.sqlite'}", tmp_path / "data", vote_cap=1, client_salt="s")
+    arena, session = Arena(store, random.Random(0)), store.start_session()
+    baseline, guided = _pair_of_generations(store)
+    arena.vote(session, arena.pair(session, baseline, guided).comparison_id, "right")
+    with pytest.raises(VoteRefused, match="limit of 1 vote"):
+        arena.pair(session, baseline, guided)
+    store.close()

@@ -2,6 +2,7 @@
 vote caps, a locked or read-only database turned into a clear error, bad input refused before anything is
 written."""
 
+import errno
 import hashlib
 import hmac
 import sqlite3
@@ -264,3 +265,19 @@ def test_config_label():
     assert config_label("toy-sdxl", "baseline", {}) == "toy-sdxl · baseline"
     assert config_label("toy-sdxl", "guided", {"alpha": 1, "beta": 0.5, "eta": 2.0, "steps": 1}) == \
         "toy-sdxl · guided · β=0.5 η=2 α=1"
+
+
+def test_a_full_disk_or_unwritable_folder_is_reported_clearly(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreUnavailable, match="data folder .* can't be written"):
+        Store(f"sqlite:///{tmp_path / 'x.sqlite'}", tmp_path / "file" / "data")
+    store = Store(f"sqlite:///{tmp_path / 'full.sqlite'}", tmp_path / "data")
+
+    def full(image):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.images, "put", full)
+    with pytest.raises(StoreUnavailable, match="No space left on device.*Generation still works"):
+        _generation(store, 1)
+    assert _count(store, Generation) == 0
+    store.close()

@@ -1,9 +1,13 @@
 """Command line.
 
     python -m alignment generate --model toy-sdxl --prompt "a red star on a blue background" --seed 0 --out out.png
+    python -m alignment generate --model toy-sd3 --method is --n 8 --beta 0.5 --reward toy-pickscore --prompt ...
+    python -m alignment generate --model toy-sd3 --method bon --n 8 --prompt ...
     python -m alignment presets
 
-``generate`` prints one line of JSON: model, seed, steps, guidance, seconds (sampling only) and the output path.
+``generate`` prints one line of JSON: model, method, seed, steps, guidance, seconds (sampling only), the output path,
+and for the flow methods the reward of the image (with ``--reward``, the baseline's too), and for ``is`` the ESS of
+the weights a and b at every step. Methods are the functions in ``METHODS``: (pipe, preset, args) -> (image, fields).
 """
 
 from __future__ import annotations
@@ -12,6 +16,45 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+
+def _baseline(pipe, preset, args):
+    from .rewards import load_reward
+    from .sampling import generate
+
+    result = generate(pipe, args.prompt, seed=args.seed, steps=args.steps, guidance_scale=args.guidance, preset=preset)
+    fields = {"seed": result.seed, "steps": result.steps, "guidance": result.guidance_scale,
+              "seconds": round(result.seconds, 4)}
+    if args.reward:
+        fields["reward"] = round(float(load_reward(args.reward).score(result.images, result.prompts)[0]), 4)
+    return result.images[0], fields
+
+
+def _flow(method):
+    def run(pipe, preset, args):
+        from .flow_sampler import best_of_n, sample_is
+        from .sample_bank import DEFAULT_REWARD, SampleBank
+
+        bank = SampleBank(pipe, args.reward or DEFAULT_REWARD, preset=preset, steps=args.steps,
+                          guidance_scale=args.guidance, cache_dir=args.bank_dir)
+        if method == "is":
+            result = sample_is(pipe, args.prompt, seed=args.seed, n=args.n, beta=args.beta, bank=bank)
+        else:
+            result = best_of_n(pipe, args.prompt, seed=args.seed, n=args.n, bank=bank)
+        fields = {"seed": result.seed, "steps": bank.settings.steps, "guidance": bank.settings.guidance_scale,
+                  "seconds": round(result.seconds, 4), "n": result.n, "reward_name": bank.reward_name,
+                  "reward": round(float(result.rewards[0]), 4)}
+        if method == "is":
+            fields.update(beta=result.beta, sigmas=[round(s, 4) for s in result.sigmas],
+                          ess_a=[round(float(e), 3) for e in result.ess_a[:, 0]],
+                          ess_b=[round(float(e), 3) for e in result.ess_b[:, 0]])
+        else:
+            fields["pick"] = result.picks[0]
+        return result.images[0], fields
+    return run
+
+
+METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=None, help="default: the preset's")
     gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale; default: preset's")
-    gen.add_argument("--method", choices=("baseline",), default="baseline")
+    gen.add_argument("--method", choices=tuple(METHODS), default="baseline",
+                     help="baseline; is = importance-sampled flow guidance; bon = best of N (flow models)")
+    gen.add_argument("--n", type=int, default=8, help="is/bon: samples in the bank")
+    gen.add_argument("--beta", type=float, default=1.0, help="is: reward temperature (smaller = stronger)")
+    gen.add_argument("--reward", default=None, help="reward name or sum, e.g. toy-pickscore; is/bon default "
+                                                    "toy-pickscore; baseline scores only when given")
+    gen.add_argument("--bank-dir", type=Path, default=None, help="is/bon: keep the sample bank on disk here")
     gen.add_argument("--device", default=None, help="e.g. cpu, cuda; default: what accelerate picks")
     gen.add_argument("--out", type=Path, default=Path("out.png"))
     sub.add_parser("presets", help="list the named models")
@@ -36,20 +85,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.name:20s} {p.family:9s} steps={p.steps} guidance={p.guidance_scale} {p.source}")
         return 0
 
+    from .flow_guidance import check_beta
     from .loading import ModelLoadError, load_pipeline
-    from .sampling import generate
+    from .sample_bank import check_n
 
     try:
+        if args.method in ("is", "bon"):  # refuse bad numbers before loading anything
+            check_n(args.n)
+        if args.method == "is":
+            check_beta(args.beta)
         pipe, preset = load_pipeline(args.model, device=args.device)
-        result = generate(pipe, args.prompt, seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
-                          preset=preset)
+        image, fields = METHODS[args.method](pipe, preset, args)
     except (ModelLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.images[0].save(args.out)
-    print(json.dumps({"model": args.model, "method": args.method, "seed": result.seed, "steps": result.steps,
-                      "guidance": result.guidance_scale, "seconds": round(result.seconds, 4), "out": str(args.out)}))
+    image.save(args.out)
+    print(json.dumps({"model": args.model, "method": args.method, **fields, "out": str(args.out)}))
     return 0
 
 

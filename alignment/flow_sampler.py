@@ -1,0 +1,217 @@
+"""Flow-matching alignment with the pipeline's own sampler: importance-sampled velocity guidance and best-of-N.
+
+    pipe, preset = load_pipeline("toy-sd3")
+    bank = SampleBank(pipe, "toy-pickscore", preset=preset)
+    guided = sample_is(pipe, "a red star on a blue background", seed=0, n=8, beta=0.5, bank=bank)
+    guided.images, guided.rewards, guided.ess_b    # ESS of the tilted weights at every step, (steps, images)
+    best = best_of_n(pipe, "a red star on a blue background", seed=0, n=8, bank=bank)   # free: the same bank
+
+The guidance wraps the pipeline's transformer (k-diffusion's way: wrap the denoiser, keep the sampler), so the
+pipeline's scheduler, classifier-free guidance and any step count work unchanged. With CFG the transformer sees
+[uncond, cond]; adding Δv to both halves gives (u + Δv) + g((c + Δv) − (u + Δv)) = v_cfg + Δv exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from PIL import Image
+
+from .flow_guidance import accumulation_dtype, check_beta, flow_guidance
+from .presets import Preset
+from .rewards import Reward
+from .sample_bank import DEFAULT_REWARD, SampleBank, check_n, check_seed, start_noise, to_images
+from .sampling import check_prompt
+
+
+class GuidedTransformer(torch.nn.Module):
+    """The pretrained velocity plus the bank's correction, v_θ(x_t) + Δv(x_t) (see ``flow_guidance``), behind the
+    wrapped transformer's own call signature, so a pipeline uses it in place of its transformer.
+
+    ``bank_latents`` is (B, K, ...) with ``rewards`` (B, K), one bank per image of the batch, or (K, ...) with
+    rewards (K,), one bank for all. σ = timestep / ``num_train_timesteps`` (FlowMatchEulerDiscreteScheduler passes
+    t = 1000 σ). Records σ and the ESS of a and b at every step."""
+
+    def __init__(self, transformer, bank_latents: torch.Tensor, rewards: torch.Tensor, beta: float,
+                 num_train_timesteps: int = 1000):
+        super().__init__()
+        rewards = torch.as_tensor(rewards)
+        if rewards.ndim not in (1, 2) or tuple(bank_latents.shape[: rewards.ndim]) != tuple(rewards.shape):
+            raise ValueError(f"rewards {tuple(rewards.shape)} do not match the bank {tuple(bank_latents.shape)}: "
+                             "give (K,) for a bank (K, ...) or (B, K) for a bank (B, K, ...)")
+        self.transformer = transformer
+        self.bank, self.rewards = bank_latents, rewards
+        self.per_image = rewards.ndim == 2
+        self.beta = check_beta(beta)
+        self.num_train_timesteps = float(num_train_timesteps)
+        self.sigmas: list[float] = []
+        self._ess_a: list[torch.Tensor] = []
+        self._ess_b: list[torch.Tensor] = []
+
+    # what a pipeline reads off its transformer
+    @property
+    def config(self):
+        return self.transformer.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, return_dict: bool = True, **kwargs):
+        out = self.transformer(hidden_states=hidden_states, timestep=timestep, return_dict=False, **kwargs)[0]
+        dtype = accumulation_dtype(hidden_states.device)
+        self.bank = self.bank.to(hidden_states.device, dtype)  # once; a no-op afterwards
+        self.rewards = self.rewards.to(hidden_states.device, dtype)
+        images = self.bank.shape[0] if self.per_image else hidden_states.shape[0]
+        copies, rest = divmod(hidden_states.shape[0], images)
+        if rest:
+            raise ValueError(f"a batch of {hidden_states.shape[0]} does not split into copies of the {images} images "
+                             "the bank was made for")
+        t = torch.as_tensor(timestep, device=hidden_states.device).to(dtype).reshape(-1).expand(hidden_states.shape[0])
+        sigma = t[-images:] / self.num_train_timesteps
+        g = flow_guidance(hidden_states[-images:], self.bank, self.rewards, sigma, self.beta)
+        self._record(float(sigma[0]), g.ess_a, g.ess_b)
+        out = out + g.delta_v.to(out.dtype).repeat(copies, *([1] * (out.ndim - 1)))
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)
+
+    def _record(self, sigma: float, ess_a: torch.Tensor, ess_b: torch.Tensor) -> None:
+        if self.sigmas and self.sigmas[-1] == sigma:  # a second call at the same step (e.g. skip-layer guidance)
+            self.sigmas.pop(), self._ess_a.pop(), self._ess_b.pop()
+        self.sigmas.append(sigma)
+        self._ess_a.append(ess_a.float().cpu())
+        self._ess_b.append(ess_b.float().cpu())
+
+    @property
+    def ess_a(self) -> torch.Tensor:
+        """ESS of the posterior weights a, (steps, images)."""
+        return torch.stack(self._ess_a) if self._ess_a else torch.empty(0)
+
+    @property
+    def ess_b(self) -> torch.Tensor:
+        """ESS of the tilted weights b, (steps, images): near 1 means the bank has degenerated onto one sample."""
+        return torch.stack(self._ess_b) if self._ess_b else torch.empty(0)
+
+
+@dataclass
+class FlowResult:
+    images: list[Image.Image]
+    prompts: list[str]
+    rewards: torch.Tensor  # (B,): the bank's reward of each returned image
+    method: str  # "baseline", "is" or "bon"
+    seed: int
+    n: int | None = None  # bank size
+    beta: float | None = None
+    seconds: float = 0.0  # wall-clock of this call (a cached bank costs nothing here)
+    bank_seconds: float = 0.0  # what the bank samples used cost when they were made: generation, decoding, scoring
+    sample_seconds: float = 0.0  # the guided (or baseline) trajectory, with decoding and scoring
+    sigmas: list[float] = field(default_factory=list)
+    ess_a: torch.Tensor | None = None  # (steps, B)
+    ess_b: torch.Tensor | None = None  # (steps, B)
+    picks: list[int] | None = None  # best-of-N: which bank sample was chosen, per image
+
+    @property
+    def seconds_per_image(self) -> float:
+        """The compute one image costs from scratch: its share of the bank plus its trajectory."""
+        return (self.bank_seconds + self.sample_seconds) / len(self.images)
+
+    def summary(self) -> dict:
+        out = {"method": self.method, "seed": self.seed, "n": self.n, "beta": self.beta,
+               "reward": [round(float(r), 4) for r in self.rewards], "seconds": round(self.seconds, 4),
+               "seconds_per_image": round(self.seconds_per_image, 4)}
+        if self.ess_b is not None:
+            out.update(sigmas=[round(s, 4) for s in self.sigmas],
+                       ess_a=[[round(float(e), 3) for e in step] for step in self.ess_a],
+                       ess_b=[[round(float(e), 3) for e in step] for step in self.ess_b])
+        if self.picks is not None:
+            out["picks"] = self.picks
+        return out
+
+
+def _prompts(prompt: str | list[str]) -> list[str]:
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt) if prompt is not None else []
+    if not prompts:
+        raise ValueError("no prompt given: pass a prompt or a list of prompts")
+    return [check_prompt(p) for p in prompts]
+
+
+def _bank_for(pipe, bank: SampleBank | None, reward, preset, steps, guidance_scale) -> SampleBank:
+    if bank is None:
+        return SampleBank(pipe, reward if reward is not None else DEFAULT_REWARD, preset=preset, steps=steps,
+                          guidance_scale=guidance_scale)
+    if bank.pipe is not pipe:
+        raise ValueError("this bank was made with another pipeline")
+    if reward is not None and (reward if isinstance(reward, str) else getattr(reward, "name", None)) != bank.reward_name:
+        raise ValueError(f"the bank scores with {bank.reward_name!r}, not {reward!r}: make a bank for that reward")
+    asked = {"steps": steps, "guidance_scale": guidance_scale}
+    for name, value in asked.items():
+        if value is not None and float(value) != float(getattr(bank.settings, name)):
+            raise ValueError(f"{name}={value} differs from the bank's {getattr(bank.settings, name)}: the guided "
+                             "trajectory must be sampled like the bank")
+    return bank
+
+
+def _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale):
+    prompts, seed, n = _prompts(prompt), check_seed(seed), check_n(n)  # cheap checks before any loading
+    bank = _bank_for(pipe, bank, reward, preset, steps, guidance_scale)
+    return prompts, seed, n, bank, [bank.get(p, seed, n) for p in prompts]
+
+
+def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta: float = 1.0,
+              reward: str | Reward | None = None, bank: SampleBank | None = None, preset: Preset | None = None,
+              steps: int | None = None, guidance_scale: float | None = None) -> FlowResult:
+    """One reward-aligned image per prompt: the pipeline run from ``seed``'s noise with its transformer wrapped by
+    ``GuidedTransformer`` over the (prompt, seed) bank of ``n`` samples, at temperature ``beta``.
+
+    Pass a ``bank`` to reuse samples across calls (moving β then re-runs only this trajectory); without one a
+    bank for ``reward`` (default toy-pickscore) is made for this call."""
+    start = time.perf_counter()
+    beta = check_beta(beta)
+    prompts, seed, n, bank, entries = _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)
+    run_start = time.perf_counter()
+    guided = GuidedTransformer(pipe.transformer, torch.stack([e.latents for e in entries]),
+                               torch.stack([e.rewards for e in entries]), beta,
+                               pipe.scheduler.config.num_train_timesteps)
+    view = type(pipe).from_pipe(pipe, transformer=guided)
+    view.set_progress_bar_config(disable=True)
+    noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
+    images = view(prompts, latents=noise, **bank.settings.pipe_kwargs()).images
+    rewards = bank.reward.score(images, prompts).float().cpu()
+    now = time.perf_counter()
+    return FlowResult(images, prompts, rewards, "is", seed, n, beta, seconds=now - start,
+                      bank_seconds=float(sum(e.seconds.sum() for e in entries)), sample_seconds=now - run_start,
+                      sigmas=guided.sigmas, ess_a=guided.ess_a, ess_b=guided.ess_b)
+
+
+def best_of_n(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, reward: str | Reward | None = None,
+              bank: SampleBank | None = None, preset: Preset | None = None, steps: int | None = None,
+              guidance_scale: float | None = None) -> FlowResult:
+    """Per prompt, the highest-reward sample of the (prompt, seed) bank of ``n``: free when the bank exists."""
+    start = time.perf_counter()
+    prompts, seed, n, bank, entries = _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)
+    picks = [int(e.rewards.argmax()) for e in entries]
+    images = [to_images(e.pixels[i : i + 1])[0] for e, i in zip(entries, picks)]
+    rewards = torch.stack([e.rewards[i] for e, i in zip(entries, picks)])
+    return FlowResult(images, prompts, rewards, "bon", seed, n, seconds=time.perf_counter() - start,
+                      bank_seconds=float(sum(e.seconds.sum() for e in entries)), picks=picks)
+
+
+def baseline(pipe, prompt: str | list[str], *, seed: int = 0, reward: str | Reward | None = None,
+             bank: SampleBank | None = None, preset: Preset | None = None, steps: int | None = None,
+             guidance_scale: float | None = None) -> FlowResult:
+    """The unguided pipeline from the same noise as ``sample_is`` (so the two pair image by image), scored with the
+    bank's reward (or ``reward``)."""
+    start = time.perf_counter()
+    prompts, seed = _prompts(prompt), check_seed(seed)
+    bank = _bank_for(pipe, bank, reward, preset, steps, guidance_scale)
+    noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
+    images = pipe(prompts, latents=noise, **bank.settings.pipe_kwargs()).images
+    rewards = bank.reward.score(images, prompts).float().cpu()
+    now = time.perf_counter()
+    return FlowResult(images, prompts, rewards, "baseline", seed, seconds=now - start, sample_seconds=now - start)

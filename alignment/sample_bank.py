@@ -1,0 +1,237 @@
+"""The sample bank of flow-matching alignment: N baseline samples per (model, prompt, seed), scored once.
+
+    bank = SampleBank(pipe, "toy-pickscore", preset=preset)
+    entry = bank.get("a red star on a blue background", seed=0, n=8)   # 8 pipeline samples, scored
+    entry = bank.get("a red star on a blue background", seed=0, n=16)  # the same 8 plus 8 new ones
+    entry.latents, entry.images, entry.rewards
+
+Sample k of (prompt, seed) starts from noise drawn with its own seed, ``sample_seed(seed, k)``, so a sample is the
+same whether it was made alone, in a batch, or when the bank was extended. Samples are made in batches of at most
+``batch_size`` (peak memory does not grow with N beyond the bank itself), decoded with the pipeline's VAE and
+image processor, and scored once. Entries live in memory (least recently used dropped beyond ``max_entries``) and,
+with ``cache_dir``, on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .presets import Preset
+from .rewards import Reward, load_reward
+from .sampling import check_prompt
+
+MAX_BANK = 1024  # samples per (prompt, seed): beyond this a bank is a data set, not an inference-time cache
+DEFAULT_REWARD = "toy-pickscore"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the pipeline is sampled: steps, classifier-free guidance scale and resolution."""
+
+    steps: int
+    guidance_scale: float
+    height: int
+    width: int
+
+    def pipe_kwargs(self) -> dict:
+        return dict(num_inference_steps=self.steps, guidance_scale=self.guidance_scale, height=self.height,
+                    width=self.width)
+
+
+def resolve_settings(pipe, preset: Preset | None = None, steps: int | None = None,
+                     guidance_scale: float | None = None) -> Settings:
+    """The preset's sampling defaults (or the pipeline's), overridden by what is given; a ValueError if out of range."""
+    steps = int(steps if steps is not None else (preset.steps if preset else 4))
+    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
+    if not 0.0 <= guidance <= 30.0:
+        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    size = preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor
+    return Settings(steps, guidance, int(size), int(size))
+
+
+def check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_BANK:
+        raise ValueError(f"n (the bank size) must be an integer from 1 to {MAX_BANK}, got {n!r}")
+    return int(n)
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
+    return int(seed)
+
+
+def sample_seed(seed: int, k: int) -> int:
+    """The noise seed of bank sample k of ``seed``: a hash of (seed, k), independent of ``seed``'s own noise."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def start_noise(pipe, seeds: list[int], settings: Settings) -> torch.Tensor:
+    """The pipeline's own initial latents, one per seed, each from ``torch.Generator("cpu").manual_seed(seed)``:
+    image i is what ``pipe(prompt, generator=Generator().manual_seed(seeds[i]))`` would start from."""
+    generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    return pipe.prepare_latents(len(seeds), pipe.transformer.config.in_channels, settings.height, settings.width,
+                                pipe.transformer.dtype, pipe._execution_device, generators)
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Latents -> uint8 pixels (N, H, W, 3) with the pipeline's VAE and image processor (what output_type="pil"
+    would give)."""
+    x = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+    image = pipe.vae.decode(x.to(pipe.vae.dtype), return_dict=False)[0]
+    image = pipe.image_processor.postprocess(image, output_type="pt").float()
+    return (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray(p.numpy()) for p in pixels]
+
+
+def score(reward: Reward, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """The reward of uint8 pixels (N, H, W, 3), exactly as it would score the PIL images."""
+    return reward.score(pixels.permute(0, 3, 1, 2).float() / 255.0, prompts).float().cpu()
+
+
+@dataclass
+class BankEntry:
+    """N samples of one (model, prompt, seed): final latents (the pipeline's latent space, x0 of the flow),
+    decoded pixels, rewards, the noise seed and compute seconds (generation, decoding, scoring) of each sample."""
+
+    latents: torch.Tensor  # (N, C, h, w) float32, CPU
+    pixels: torch.Tensor  # (N, H, W, 3) uint8
+    rewards: torch.Tensor  # (N,) float32
+    seeds: torch.Tensor  # (N,) int64
+    seconds: torch.Tensor  # (N,) float64
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return to_images(self.pixels)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    def head(self, n: int) -> BankEntry:
+        return BankEntry(**{k: t[:n] for k, t in self.tensors().items()})
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return dict(latents=self.latents, pixels=self.pixels, rewards=self.rewards, seeds=self.seeds,
+                    seconds=self.seconds)
+
+    @staticmethod
+    def cat(a: BankEntry | None, b: BankEntry) -> BankEntry:
+        if a is None:
+            return b
+        ta, tb = a.tensors(), b.tensors()
+        return BankEntry(**{k: torch.cat([ta[k], tb[k]]) for k in ta})
+
+
+class SampleBank:
+    """N baseline samples per (model, prompt, seed), made in bounded batches, scored once, cached.
+
+    ``reward`` is a name for ``load_reward`` or a Reward. ``preset``, ``steps`` and ``guidance_scale`` fix how the
+    pipeline is sampled (the guided trajectory must use the same settings). ``model`` names the pipeline in cache
+    keys (default: the folder or hub id it was loaded from)."""
+
+    def __init__(self, pipe, reward: str | Reward = DEFAULT_REWARD, *, preset: Preset | None = None,
+                 steps: int | None = None, guidance_scale: float | None = None, batch_size: int = 8,
+                 max_entries: int = 64, cache_dir: str | Path | None = None, model: str | None = None):
+        if not 1 <= int(batch_size) <= MAX_BANK:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BANK}, got {batch_size}")
+        if int(max_entries) < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.pipe = pipe
+        self.reward = load_reward(reward) if isinstance(reward, str) else reward
+        self.settings = resolve_settings(pipe, preset, steps, guidance_scale)
+        self.batch_size, self.max_entries = int(batch_size), int(max_entries)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.model = model or (preset.name if preset else getattr(pipe, "name_or_path", None) or type(pipe).__name__)
+        self._memory: OrderedDict[str, BankEntry] = OrderedDict()
+        self.pipeline_calls = 0  # diagnostics: how often and how wide the pipeline was called
+        self.largest_batch = 0
+        self.samples_made = 0
+
+    @property
+    def reward_name(self) -> str:
+        return getattr(self.reward, "name", type(self.reward).__name__)
+
+    def key(self, prompt: str, seed: int) -> str:
+        s = self.settings
+        fields = [self.model, prompt, seed, s.steps, s.guidance_scale, s.height, s.width, self.reward_name]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
+
+    def get(self, prompt: str, seed: int = 0, n: int = 8) -> BankEntry:
+        """The first ``n`` samples of (prompt, seed): from memory, from disk, or made now (only the missing ones)."""
+        prompt, seed, n = check_prompt(prompt), check_seed(seed), check_n(n)
+        key = self.key(prompt, seed)
+        entry = self._memory.pop(key, None)
+        if entry is None:
+            entry = self._load(key)
+        have = len(entry) if entry is not None else 0
+        if have < n:
+            entry = BankEntry.cat(entry, self._make(prompt, [sample_seed(seed, k) for k in range(have, n)]))
+            self._save(key, entry)
+        self._memory[key] = entry  # most recently used last
+        while len(self._memory) > self.max_entries:
+            self._memory.popitem(last=False)
+        return entry.head(n)
+
+    def _make(self, prompt: str, seeds: list[int]) -> BankEntry:
+        parts = []
+        for i in range(0, len(seeds), self.batch_size):
+            chunk = seeds[i : i + self.batch_size]
+            start = time.perf_counter()
+            latents = self.pipe([prompt] * len(chunk), generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
+                                output_type="latent", **self.settings.pipe_kwargs()).images
+            pixels = decode(self.pipe, latents)
+            rewards = score(self.reward, pixels, [prompt] * len(chunk))
+            seconds = (time.perf_counter() - start) / len(chunk)
+            self.pipeline_calls += 1
+            self.largest_batch = max(self.largest_batch, len(chunk))
+            self.samples_made += len(chunk)
+            parts.append(BankEntry(latents.float().cpu(), pixels, rewards, torch.tensor(chunk, dtype=torch.int64),
+                                   torch.full((len(chunk),), seconds, dtype=torch.float64)))
+        entry = None
+        for part in parts:
+            entry = BankEntry.cat(entry, part)
+        return entry
+
+    def _path(self, key: str) -> Path | None:
+        return self.cache_dir / f"{key}.pt" if self.cache_dir is not None else None
+
+    def _load(self, key: str) -> BankEntry | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return BankEntry(**torch.load(path, map_location="cpu", weights_only=True))
+        except Exception:  # noqa: BLE001 - a broken cache file is remade, never trusted
+            return None
+
+    def _save(self, key: str, entry: BankEntry) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(entry.tensors(), tmp)
+        tmp.replace(path)
+
+    def clear(self) -> None:
+        """Drop the in-memory entries (files on disk stay)."""
+        self._memory.clear()

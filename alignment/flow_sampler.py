@@ -147,7 +147,8 @@ def _bank_for(pipe, bank: SampleBank | None, reward, preset, steps, guidance_sca
                           guidance_scale=guidance_scale)
     if bank.pipe is not pipe:
         raise ValueError("this bank was made with another pipeline")
-    if reward is not None and (reward if isinstance(reward, str) else getattr(reward, "name", None)) != bank.reward_name:
+    name = reward if isinstance(reward, str) else getattr(reward, "name", None)
+    if reward is not None and name != bank.reward_name:
         raise ValueError(f"the bank scores with {bank.reward_name!r}, not {reward!r}: make a bank for that reward")
     asked = {"steps": steps, "guidance_scale": guidance_scale}
     for name, value in asked.items():
@@ -178,7 +179,8 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta:
     guided = GuidedTransformer(pipe.transformer, torch.stack([e.latents for e in entries]),
                                torch.stack([e.rewards for e in entries]), beta,
                                pipe.scheduler.config.num_train_timesteps)
-    view = type(pipe).from_pipe(pipe, transformer=guided)
+    # the same components with the wrapped transformer (not from_pipe: it casts the shared modules to one dtype)
+    view = type(pipe)(**{**pipe.components, "transformer": guided})
     view.set_progress_bar_config(disable=True)
     noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
     images = view(prompts, latents=noise, **bank.settings.pipe_kwargs()).images

@@ -1,6 +1,7 @@
 """Flow-matching alignment: the estimator against closed forms (a Gaussian mixture with a linear reward), the sample
 bank (extension, bounded batches, caching, best-of-N) and the toy SD3 pipeline end to end with a cheap reward."""
 
+import itertools
 import json
 import math
 
@@ -161,7 +162,7 @@ def test_ess_falls_as_beta_shrinks():
         ess.append(float(guided.ess_b.mean()))
         assert guided.ess_b.shape == guided.ess_a.shape == (20, 64)
         assert torch.allclose(guided.ess_b[0], effective_sample_size(torch.softmax(bank @ W / beta, 0)).float())
-    assert all(a > b for a, b in zip(ess, ess[1:])), ess
+    assert all(a > b for a, b in itertools.pairwise(ess)), ess
 
 
 # ---- the bank and the toy pipeline ----------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def test_the_bank_caches_on_disk_and_drops_least_recently_used(sd3, tmp_path):
 
 
 def test_guided_run_end_to_end_reuses_the_bank_across_beta(sd3, bank):
-    pipe, preset = sd3
+    pipe = sd3[0]
     prompts = [PROMPT, "a white ring on a black background"]
     guided = sample_is(pipe, prompts, seed=3, n=4, beta=0.02, bank=bank)
     calls = bank.pipeline_calls

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from alignment import load_pipeline
+from alignment.flow_guidance import check_beta
 from alignment.flow_sampler import baseline, best_of_n, sample_is
-from alignment.sample_bank import SampleBank
+from alignment.sample_bank import SampleBank, check_n
 from toyworld import sample_captions, taste
 
 from .base_quality import save_grid
@@ -53,8 +54,9 @@ def diversity(images_by_seed: list) -> float:
 
 
 def run(model: str, captions: list[str], seeds: list[int], ns: list[int], betas: list[float], reward: str,
-        batch: int, device: str | None, bank_dir: Path | None) -> tuple[dict, dict]:
-    """All methods on all (caption, seed); returns per-method records and the images (for diversity and the grid)."""
+        batch: int, device: str | None, bank_dir: Path | None) -> tuple[dict, dict, float]:
+    """All methods on all (caption, seed): per-method records, the images (for diversity and the grid), and the
+    reward's standard deviation within a bank, averaged over banks."""
     pipe, preset = load_pipeline(model, device=device)
     bank = SampleBank(pipe, reward, preset=preset, batch_size=batch, cache_dir=bank_dir,
                       max_entries=len(captions) * len(seeds) + 1)
@@ -73,12 +75,13 @@ def run(model: str, captions: list[str], seeds: list[int], ns: list[int], betas:
             records[name].append(row)
             images[name, caption, result.seed] = image
 
+    spread = []  # the reward's standard deviation within each bank: the scale β is measured against
     start = time.perf_counter()
     for seed in seeds:
         for lo in range(0, len(captions), batch):
             chunk = captions[lo : lo + batch]
             for caption in chunk:  # the bank, once per (caption, seed), at the largest N
-                bank.get(caption, seed, max(ns))
+                spread.append(float(bank.get(caption, seed, max(ns)).rewards.std(correction=0)))
             keep("base", baseline(pipe, chunk, seed=seed, bank=bank))
             for n in ns:
                 keep(method_name("bon", n), best_of_n(pipe, chunk, seed=seed, n=n, bank=bank))
@@ -86,7 +89,7 @@ def run(model: str, captions: list[str], seeds: list[int], ns: list[int], betas:
                     keep(method_name("is", n, beta), sample_is(pipe, chunk, seed=seed, n=n, beta=beta, bank=bank))
             print(f"seed {seed}: {min(lo + batch, len(captions))}/{len(captions)} captions, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-    return records, images
+    return records, images, float(np.mean(spread))
 
 
 def summarise(records: dict, images: dict, captions: list[str], seeds: list[int], ns: list[int],
@@ -125,7 +128,9 @@ def markdown(report: dict) -> str:
                   + f", {head['captions']} captions.** Not the results table.", ""]
     lines += [f"{head['captions']} held-out captions × seeds {head['seeds']}, reward `{head['reward']}`, "
               f"{head['steps']} steps, CFG {head['guidance_scale']}, batch {head['batch']}, {head['device']} "
-              f"({head['machine']}), {head['wall_seconds']:.0f} s in all.", "",
+              f"({head['machine']}), {head['wall_seconds']:.0f} s in all. The reward's standard deviation within "
+              f"a bank of {max(head['ns'])}, averaged over banks (the scale of β): {report['bank_reward_std']:.4f}.",
+              "",
               "| method | reward | taste (± s.e.) | prompt fidelity | diversity | s / image | ESS a | ESS b "
               "| ESS b, σ=1 |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -159,13 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.captions < 1 or len(args.seeds) < 1:
         parser.error("need at least one caption and one seed")
+    try:  # refuse bad numbers before loading anything
+        for n in args.ns:
+            check_n(n)
+        for beta in args.betas:
+            check_beta(beta)
+    except ValueError as e:
+        parser.error(str(e))
 
     captions = sample_captions(args.captions, seed=args.caption_seed, split="heldout")
     start = time.perf_counter()
-    records, images = run(args.model, captions, args.seeds, sorted(set(args.ns)), args.betas, args.reward,
+    records, images, spread = run(args.model, captions, args.seeds, sorted(set(args.ns)), args.betas, args.reward,
                           args.batch, args.device, args.bank_dir)
     ns = sorted(set(args.ns))
     report = summarise(records, images, captions, args.seeds, ns, args.betas)
+    report["bank_reward_std"] = spread
     from alignment.presets import find_preset
 
     preset = find_preset(args.model)

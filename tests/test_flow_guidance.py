@@ -283,3 +283,30 @@ def test_command_line_methods(tmp_path, capsys):
     for bad, word in [(["--method", "is", "--beta", "0"], "beta"), (["--method", "bon", "--n", "0"], "n ")]:
         assert main(common + bad + ["--out", str(tmp_path / "x.png")]) == 2
         assert word in capsys.readouterr().err
+
+
+def test_results_table_arithmetic():
+    """The evaluation's diversity and paired win rates, on made-up records."""
+    from PIL import Image
+
+    from evaluations.flow_results import diversity, markdown, summarise
+
+    black, white = Image.new("RGB", (4, 4)), Image.new("RGB", (4, 4), (255, 255, 255))
+    assert diversity([black, white]) == 1.0 and diversity([black, black, white]) == pytest.approx(2 / 3)
+
+    def rows(tastes):  # one record per (caption, seed)
+        pairs = [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+        return [{"caption": c, "seed": s, "reward": 0.0, "taste": t, "prompt_fidelity": 1.0, "seconds": 1.0}
+                for (c, s), t in zip(pairs, tastes)]
+
+    records = {"base": rows([1, 1, 1, 1]), "IS N=8 β=1": rows([2, 1, 0, 2]), "best-of-8": rows([0, 0, 0, 0])}
+    images = {(m, c, s): black if s == 0 else white for m in records for c in "ab" for s in (0, 1)}
+    report = summarise(records, images, ["a", "b"], [0, 1], [8], [1.0])
+    first = report["comparisons"][0]
+    assert (first["a"], first["b"], first["win_rate"], first["ties"]) == ("IS N=8 β=1", "base", 0.625, 1)
+    assert all(r["diversity"] == 1.0 for r in report["table"])
+    report["config"] = {"model": "m", "smoke": True, "reward": "toy-taste", "captions": 2, "seeds": [0, 1],
+                        "steps": 4, "guidance_scale": 3.0, "batch": 8, "device": "cpu", "machine": "x",
+                        "wall_seconds": 1.0, "ns": [8]}
+    report["bank_reward_std"] = 0.1
+    assert "SMOKE" in markdown(report) and "62.5 %" in markdown(report)

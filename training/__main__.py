@@ -3,6 +3,10 @@
     python -m training tokenizer --out DIR [--pad "!"]
     python -m training toy-pool --out runs/pool.npz --n 200000 --workers 16
     python -m training toy-base --preset toy-sdxl --work runs/toy-sdxl --pool runs/pool.npz --export checkpoints/toy-sdxl
+    python -m training toy-preferences --captions 30000 --out runs/toy-pickapic.parquet
+    python -m training toy-pickscore --pairs runs/toy-pickapic.parquet --work runs/toy-pickscore --export checkpoints/toy-pickscore
+    python -m training guidance-cache --pairs runs/toy-pickapic.parquet --out runs/guidance-cache --models toy-sdxl
+    python -m training guidance --cache runs/guidance-cache --work runs/toy-guidance --export checkpoints/toy-guidance
 
 ``accelerate launch -m training toy-base ...`` runs the same on the devices accelerate is configured for.
 """
@@ -38,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--seed", type=int, default=0)
     base.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz); rendered and saved if missing")
     base.add_argument("--pool-size", type=int, default=200_000)
+    base.add_argument("--time-shift", type=float, default=1.0,
+                      help="flow presets: train on shifted sigmas k*s/(1+(k-1)*s), as the sampler's shift visits them")
+    base.add_argument("--anneal", action="store_true", help="cosine-decay the learning rate to 0 over this run")
 
     pool = sub.add_parser("toy-pool", help="render the training pool once, for toy-base --pool")
     pool.add_argument("--out", type=Path, required=True)
@@ -52,6 +59,50 @@ def main(argv: list[str] | None = None) -> int:
     prefs.add_argument("--seed", type=int, default=0)
     prefs.add_argument("--temperature", type=float, default=1.0, help="Bradley-Terry temperature on the taste")
 
+    prefs.add_argument("--split", choices=("train", "heldout"), default="train", help="caption split")
+    prefs.add_argument("--device", default=None)
+
+    pick = sub.add_parser("toy-pickscore", help="train (or resume) the toy PickScore reward")
+    pick.add_argument("--pairs", type=Path, required=True, help="Pick-a-Pic-format parquet file or folder")
+    pick.add_argument("--work", type=Path, required=True, help="folder for resumable training state")
+    pick.add_argument("--export", type=Path, default=None, help="where to save the CLIPModel + CLIPProcessor folder")
+    pick.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz) for the contrastive stage")
+    pick.add_argument("--pool-size", type=int, default=100_000)
+    pick.add_argument("--pretrain-steps", type=int, default=3000)
+    pick.add_argument("--steps", type=int, default=3000)
+    pick.add_argument("--batch-size", type=int, default=512)
+    pick.add_argument("--lr", type=float, default=1e-3)
+    pick.add_argument("--clip-weight", type=float, default=0.2, help="weight of the contrastive loss in stage 2")
+    pick.add_argument("--workers", type=int, default=8)
+    pick.add_argument("--max-minutes", type=float, default=1e9)
+    pick.add_argument("--save-every", type=int, default=500)
+    pick.add_argument("--seed", type=int, default=0)
+
+    cache = sub.add_parser("guidance-cache", help="cache latents, text embeddings and rewards of a Pick-a-Pic set")
+    cache.add_argument("--pairs", type=Path, required=True, help="Pick-a-Pic-format parquet file or folder (or hub id)")
+    cache.add_argument("--out", type=Path, required=True)
+    cache.add_argument("--model", default="toy-sdxl", help="the pipeline whose VAE and text encoders encode")
+    cache.add_argument("--reward", default="toy-pickscore")
+    cache.add_argument("--models", nargs="*", default=[], help="keep only images of these model_0/model_1 names")
+    cache.add_argument("--chunk", type=int, default=2048)
+    cache.add_argument("--batch", type=int, default=256)
+    cache.add_argument("--limit", type=int, default=None, help="read at most this many pairs")
+
+    guide = sub.add_parser("guidance", help="train (or resume) the guidance network")
+    guide.add_argument("--cache", type=Path, required=True)
+    guide.add_argument("--work", type=Path, required=True)
+    guide.add_argument("--export", type=Path, default=None)
+    guide.add_argument("--model", default="toy-sdxl", help="the pretrained pipeline (its UNet is frozen)")
+    guide.add_argument("--size", choices=("toy", "sdxl"), default="toy")
+    guide.add_argument("--steps", type=int, default=20000)
+    guide.add_argument("--batch-size", type=int, default=256, help="per process")
+    guide.add_argument("--lr", type=float, default=5e-4)
+    guide.add_argument("--beta-range", type=float, nargs=2, default=(0.05, 5.0))
+    guide.add_argument("--eta-range", type=float, nargs=2, default=(0.0, 2.0))
+    guide.add_argument("--max-minutes", type=float, default=1e9)
+    guide.add_argument("--save-every", type=int, default=1000)
+    guide.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
     if args.command == "tokenizer":
         from .clip_tokenizer import save_clip_tokenizer
@@ -65,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             preset=args.preset, work=args.work, export=args.export, init_from=args.init_from,
             vae_steps=args.vae_steps, steps=args.steps, batch_size=args.batch_size, lr=args.lr, vae_lr=args.vae_lr,
             workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed,
-            pool=args.pool, pool_size=args.pool_size,
+            pool=args.pool, pool_size=args.pool_size, time_shift=args.time_shift, anneal=args.anneal,
         )
         run(cfg)
         return 0
@@ -73,12 +124,36 @@ def main(argv: list[str] | None = None) -> int:
         from .preference_data import LoadReport, iter_pairs
         from .toy_preferences import build
 
-        path = build(args.captions, args.out, seed=args.seed, temperature=args.temperature)
+        path = build(args.captions, args.out, seed=args.seed, temperature=args.temperature, split=args.split,
+                     device=args.device)
         report = LoadReport()
         for _ in iter_pairs(path, report=report):
             pass
         print(f"{path}: {report}")
         return 0
+    if args.command == "toy-pickscore":
+        from .toy_pickscore import PickScoreTrainConfig, run as run_pickscore
+
+        cfg = PickScoreTrainConfig(
+            work=args.work, pairs=args.pairs, export=args.export, pool=args.pool, pool_size=args.pool_size,
+            pretrain_steps=args.pretrain_steps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+            clip_weight=args.clip_weight, seed=args.seed, workers=args.workers, max_minutes=args.max_minutes,
+            save_every=args.save_every)
+        return 0 if run_pickscore(cfg) else 3
+    if args.command == "guidance-cache":
+        from .guidance_data import CacheConfig, build_cache
+
+        build_cache(CacheConfig(pairs=args.pairs, out=args.out, model=args.model, reward=args.reward,
+                                models=tuple(args.models), chunk=args.chunk, batch=args.batch, limit=args.limit))
+        return 0
+    if args.command == "guidance":
+        from .guidance import GuidanceTrainConfig, run as run_guidance
+
+        cfg = GuidanceTrainConfig(
+            cache=args.cache, work=args.work, export=args.export, model=args.model, size=args.size, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, beta_range=tuple(args.beta_range), eta_range=tuple(args.eta_range),
+            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed)
+        return 0 if run_guidance(cfg) else 3
     if args.command == "toy-pool":
         import time
 

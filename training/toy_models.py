@@ -62,6 +62,8 @@ class ToyTrainConfig:
     pool: Path | None = None  # cached ScenePool (.npz); rendered when missing
     pool_size: int = 200_000
     stats_samples: int = 4096  # images used to measure the latent scale and shift
+    time_shift: float = 1.0  # flow only: train on s' = k s / (1 + (k-1) s), the shifted sigmas the sampler visits
+    anneal: bool = False  # cosine-decay the learning rate to 0 over this run's steps (a final polishing call)
 
 
 def _render_item(args: tuple[int, int]) -> tuple[np.ndarray, str]:
@@ -333,6 +335,8 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
     for step in range(start + 1, cfg.steps + 1):
         images, ids = data.batch(cfg.seed, 2, step, cfg.batch_size)
         lr = cfg.lr * min(1.0, step / 500)  # constant after warm-up: the EMA does the annealing
+        if cfg.anneal:
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, cfg.steps - start)))
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.no_grad():
@@ -348,6 +352,8 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
                 target = noise
             else:
                 s = torch.sigmoid(torch.randn(b, device=x0.device)).view(b, 1, 1, 1)
+                k = cfg.time_shift
+                s = k * s / (1 + (k - 1) * s)
                 noisy = (1 - s) * x0 + s * noise
                 pred = model(noisy, s.flatten() * 1000, ids)
                 target = noise - x0

@@ -1,8 +1,9 @@
-"""The toy preference set: pairs of images per training caption, labelled by the toy taste through a
-Bradley-Terry draw (the toy world's stand-in for Pick-a-Pic voters).
+"""The toy preference set: pairs of images per caption, labelled by the toy taste through a Bradley-Terry draw
+(the toy world's stand-in for Pick-a-Pic voters).
 
 Pairs mix three sources so a reward sees the whole range: toy-sdxl vs toy-sd3 samples, two toy-sdxl samples
 (different seeds), and two renders of the caption's scene with re-drawn size, position, contrast, blur and noise.
+Captions come from the training split by default; ``split="heldout"`` makes the held-out evaluation pairs.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import dataclasses
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from alignment import generate, load_pipeline
 from toyworld import caption_for, render, sample_scene, taste
 
 from .preference_data import bradley_terry_labels, write_pickapic
+
+SOURCES = (("toy-sdxl", "toy-sd3"), ("toy-sdxl", "toy-sdxl"), ("render", "render"))
 
 
 def _varied_render(scene, rng) -> Image.Image:
@@ -27,26 +31,29 @@ def _varied_render(scene, rng) -> Image.Image:
     return Image.fromarray(render(varied))
 
 
-def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, device: str | None = None) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    sdxl, sdxl_preset = load_pipeline("toy-sdxl", device=device)
-    sd3, sd3_preset = load_pipeline("toy-sd3", device=device)
+def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, device: str | None = None,
+                   split: str = "train", batch: int = 128) -> list[dict]:
+    """Pair ``i`` takes its source from ``SOURCES[i % 3]``; model samples are drawn in batches of ``batch``
+    captions (one seed per batch and side)."""
+    rng = np.random.default_rng((seed, 7))
+    scenes = [sample_scene(rng, split=split) for _ in range(n_captions)]
+    captions = [caption_for(s, rng) for s in scenes]
+    pipes = {name: load_pipeline(name, device=device) for name in ("toy-sdxl", "toy-sd3")}
+    images: dict[int, tuple[Image.Image, Image.Image]] = {}
+    for kind in (0, 1):
+        members = [i for i in range(n_captions) if i % 3 == kind]
+        for start in tqdm(range(0, len(members), batch), desc=f"pairs {SOURCES[kind]}"):
+            chunk = members[start : start + batch]
+            sides = []
+            for side, name in enumerate(SOURCES[kind]):
+                pipe, preset = pipes[name]
+                sides.append(generate(pipe, [captions[i] for i in chunk], preset=preset,
+                                      seed=(seed * 1_000_003 + start) * 2 + side).images)
+            images.update({i: (a, b) for i, a, b in zip(chunk, *sides)})
     rows = []
-    for i in range(n_captions):
-        scene = sample_scene(rng, split="train")
-        caption = caption_for(scene, rng)
-        kind = i % 3
-        if kind == 0:
-            a = generate(sdxl, caption, seed=seed * 1_000_003 + i, preset=sdxl_preset).images[0]
-            b = generate(sd3, caption, seed=seed * 1_000_003 + i, preset=sd3_preset).images[0]
-            models = ("toy-sdxl", "toy-sd3")
-        elif kind == 1:
-            a, b = (generate(sdxl, caption, seed=seed * 1_000_003 + i * 2 + k, preset=sdxl_preset).images[0]
-                    for k in range(2))
-            models = ("toy-sdxl", "toy-sdxl")
-        else:
-            a, b = _varied_render(scene, rng), _varied_render(scene, rng)
-            models = ("render", "render")
+    for i, (scene, caption) in enumerate(zip(scenes, captions)):
+        a, b = images[i] if i in images else (_varied_render(scene, rng), _varied_render(scene, rng))
+        models = SOURCES[i % 3]
         label_0, label_1 = bradley_terry_labels(taste(a, caption).score, taste(b, caption).score, rng, temperature)
         if rng.random() < 0.5:  # no side bias
             a, b, models, (label_0, label_1) = b, a, models[::-1], (label_1, label_0)
@@ -55,5 +62,6 @@ def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, dev
     return rows
 
 
-def build(n_captions: int, out, seed: int = 0, temperature: float = 1.0):
-    return write_pickapic(make_toy_pairs(n_captions, seed, temperature), out)
+def build(n_captions: int, out, seed: int = 0, temperature: float = 1.0, split: str = "train",
+          device: str | None = None):
+    return write_pickapic(make_toy_pairs(n_captions, seed, temperature, device=device, split=split), out)

@@ -1,0 +1,219 @@
+"""Guided sampling for SDXL-class pipelines, with the pipeline's own scheduler and call.
+
+    pipe, preset = load_pipeline("toy-sdxl")
+    network = GuidanceNetwork.from_pretrained("checkpoints/toy-guidance")
+    out = sample_guided(pipe, "a red star on a blue background", network=network, beta=0.5, eta=1.0, seed=0,
+                        reward="toy-pickscore")
+    out.images, out.rewards, out.seconds
+    tweedie = sample_tweedie(pipe, "a red star on a blue background", reward="toy-pickscore", beta=0.5, seed=0)
+
+The guidance wraps the UNet (k-diffusion's way: wrap the denoiser, keep the sampler): at every step the UNet's
+noise prediction becomes ``ε̃ = ε_θ − α σ_t ∇log h`` (``diffusion_guidance.guided_eps``). With classifier-free
+guidance the UNet sees [uncond, cond]; adding the same δ to both halves gives (u + δ) + g((c + δ) − (u + δ)) =
+ε_cfg + δ exactly. ``∇log h`` comes from the guidance network (``sample_guided``) or from the reward's gradient
+through Tweedie's x̂0, the VAE decoder and the reward model (``sample_tweedie``, DPS-style, for comparison).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from .diffusion_guidance import check_alpha, check_beta, check_eta, grad_log_h_of, tweedie_x0, vp_coefficients
+from .guidance_network import GuidanceNetwork
+from .presets import Preset
+from .rewards import Reward, load_reward
+from .sampling import check_prompt
+
+
+class _UNetWrapper(torch.nn.Module):
+    """Delegates everything a pipeline reads off its UNet (config, dtype, add_embedding, …) to the wrapped UNet and
+    adds ``delta(sample, timestep, added_cond_kwargs, eps)`` to its noise prediction."""
+
+    def __init__(self, unet, n_images: int):
+        super().__init__()
+        self.unet = unet
+        self.n_images = n_images
+        self.alphas_cumprod: torch.Tensor | None = None
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("unet"), name)
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, added_cond_kwargs=None, return_dict=False,
+                **kwargs):
+        eps = self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
+                        added_cond_kwargs=added_cond_kwargs, return_dict=False, **kwargs)[0]
+        n = self.n_images
+        copies, rest = divmod(sample.shape[0], n)
+        if rest:
+            raise ValueError(f"a UNet batch of {sample.shape[0]} does not split into copies of {n} images")
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1)[:1].expand(n)
+        _, sigma_t = vp_coefficients(self.alphas_cumprod.to(sample.device), t)
+        delta = self.delta(sample, t, sigma_t, encoder_hidden_states, added_cond_kwargs, eps)
+        eps = eps + delta.to(eps.dtype).repeat(copies, *([1] * (eps.ndim - 1)))
+        return (eps,)
+
+
+class GuidedUNet(_UNetWrapper):
+    """δ = −α σ_t ∇_{x_t} log h_ψ(x_t, pooled text, t, β, η) from the guidance network (conditional half)."""
+
+    def __init__(self, unet, network: GuidanceNetwork, n_images: int, beta: float, eta: float, alpha: float):
+        super().__init__(unet, n_images)
+        self.network, self.beta, self.eta, self.alpha = network, beta, eta, alpha
+
+    def delta(self, sample, t, sigma_t, encoder_hidden_states, added_cond_kwargs, eps):
+        n = self.n_images
+        pooled = added_cond_kwargs["text_embeds"][-n:]
+        net_dtype = next(self.network.parameters()).dtype
+        _, grad = grad_log_h_of(self.network, sample[-n:].detach().to(net_dtype), pooled.to(net_dtype), t,
+                                self.beta, self.eta)
+        return -self.alpha * sigma_t.view(-1, 1, 1, 1) * grad.float()
+
+
+class TweedieUNet(_UNetWrapper):
+    """δ = −α σ_t ∇_{x_t} r(D(x̂0(x_t)), y) / β: the reward's gradient through Tweedie's x̂0 (and so through the
+    UNet), the VAE decoder ``D`` and the reward model — DPS-style backprop guidance."""
+
+    def __init__(self, unet, vae, reward: Reward, prompts: list[str], guidance_scale: float, beta: float,
+                 alpha: float):
+        super().__init__(unet, len(prompts))
+        if not reward.differentiable:
+            raise ValueError(f"the reward {reward.name!r} is not differentiable with respect to pixels; Tweedie "
+                             "guidance needs one that is (e.g. toy-pickscore, pickscore, hpsv2)")
+        self.vae, self.reward, self.prompts = vae, reward, prompts
+        self.guidance_scale, self.beta, self.alpha = guidance_scale, beta, alpha
+
+    def delta(self, sample, t, sigma_t, encoder_hidden_states, added_cond_kwargs, eps):
+        n = self.n_images
+        copies = sample.shape[0] // n
+        alpha_t, _ = vp_coefficients(self.alphas_cumprod.to(sample.device), t)
+        with torch.enable_grad():
+            x = sample[-n:].detach().requires_grad_(True)
+            e = self.unet(x.repeat(copies, 1, 1, 1), t.repeat(copies), encoder_hidden_states=encoder_hidden_states,
+                          added_cond_kwargs=added_cond_kwargs, return_dict=False)[0]
+            if copies == 2:
+                e = e[:n] + self.guidance_scale * (e[n:] - e[:n])
+            shape = (-1, 1, 1, 1)
+            x0 = tweedie_x0(x.float(), e.float(), alpha_t.view(shape), sigma_t.view(shape))
+            vae = self.vae
+            pixels = vae.decode((x0 / vae.config.scaling_factor).to(vae.dtype)).sample.float()
+            r = self.reward.score(((pixels + 1) / 2).clamp(0, 1), self.prompts)
+            (grad,) = torch.autograd.grad(r.sum() / self.beta, x)
+        return -self.alpha * sigma_t.view(-1, 1, 1, 1) * grad.float()
+
+
+@dataclass
+class DiffusionResult:
+    images: list[Image.Image]
+    prompts: list[str]
+    method: str  # "baseline", "guided" or "tweedie"
+    seed: int
+    steps: int
+    guidance_scale: float
+    beta: float | None
+    eta: float | None
+    alpha: float | None
+    rewards: torch.Tensor | None  # one per image, when a reward was given
+    reward_name: str | None
+    seconds: float  # sampling (scoring excluded)
+
+    def summary(self) -> dict:
+        return {"method": self.method, "seed": self.seed, "steps": self.steps, "guidance": self.guidance_scale,
+                "beta": self.beta, "eta": self.eta, "alpha": self.alpha, "seconds": round(self.seconds, 4),
+                "reward_name": self.reward_name,
+                "rewards": None if self.rewards is None else [round(float(r), 4) for r in self.rewards]}
+
+
+def _prompts(prompt) -> list[str]:
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ValueError("no prompt given")
+    return [check_prompt(p) for p in prompts]
+
+
+def _settings(pipe, preset: Preset | None, steps, guidance_scale) -> tuple[int, float, dict]:
+    steps = int(steps if steps is not None else (preset.steps if preset else 1))
+    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
+    if not 0.0 <= guidance <= 30.0:
+        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    size = {"height": preset.resolution, "width": preset.resolution} if preset else {}
+    return steps, guidance, size
+
+
+def with_component(pipe, **replace):
+    """The same pipeline (components and settings such as ``force_zeros_for_empty_prompt``) with some components
+    replaced. Not ``from_pipe``: that would recast the shared modules to one dtype."""
+    settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
+    return type(pipe)(**{**pipe.components, **replace}, **settings)
+
+
+def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size) -> tuple[list, float]:
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed}")
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    view = pipe
+    if wrapper is not None:
+        wrapper.alphas_cumprod = pipe.scheduler.alphas_cumprod
+        view = with_component(pipe, unet=wrapper)
+        view.set_progress_bar_config(disable=True)
+    start = time.perf_counter()
+    images = view(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **size).images
+    return images, time.perf_counter() - start
+
+
+def _score(reward, images, prompts):
+    if reward is None:
+        return None, None
+    reward = load_reward(reward) if isinstance(reward, str) else reward
+    return reward.score(images, prompts).float().cpu(), reward.name
+
+
+def sample_baseline(pipe, prompt, *, seed: int = 0, steps: int | None = None, guidance_scale: float | None = None,
+                    preset: Preset | None = None, reward: str | Reward | None = None) -> DiffusionResult:
+    prompts = _prompts(prompt)
+    steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
+    images, seconds = _run(pipe, None, prompts, seed, steps, guidance, size)
+    rewards, name = _score(reward, images, prompts)
+    return DiffusionResult(images, prompts, "baseline", int(seed), steps, guidance, None, None, None, rewards, name,
+                           seconds)
+
+
+def sample_guided(pipe, prompt, *, network: GuidanceNetwork, beta: float = 1.0, eta: float = 1.0,
+                  alpha: float = 1.0, seed: int = 0, steps: int | None = None, guidance_scale: float | None = None,
+                  preset: Preset | None = None, reward: str | Reward | None = None) -> DiffusionResult:
+    """Sample ``p*(x0|y) ∝ p(x0|y) exp(r/β)`` with the trained guidance network at (β, η), strength α."""
+    beta, eta, alpha = check_beta(beta), check_eta(eta), check_alpha(alpha)
+    lo, hi = network.config.beta_range
+    if not lo <= beta <= hi:
+        raise ValueError(f"this guidance network was trained for β in [{lo}, {hi}], got {beta}")
+    prompts = _prompts(prompt)
+    steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
+    network = network.to(pipe.unet.device)
+    wrapper = GuidedUNet(pipe.unet, network, len(prompts), beta, eta, alpha)
+    images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
+    rewards, name = _score(reward, images, prompts)
+    return DiffusionResult(images, prompts, "guided", int(seed), steps, guidance, beta, eta, alpha, rewards, name,
+                           seconds)
+
+
+def sample_tweedie(pipe, prompt, *, reward: str | Reward, beta: float = 1.0, alpha: float = 1.0, seed: int = 0,
+                   steps: int | None = None, guidance_scale: float | None = None,
+                   preset: Preset | None = None) -> DiffusionResult:
+    """The paper's comparison: guidance by the reward's gradient through x̂0, the VAE decoder and the reward."""
+    beta, alpha = check_beta(beta), check_alpha(alpha)
+    prompts = _prompts(prompt)
+    steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
+    reward = load_reward(reward, device=pipe.unet.device) if isinstance(reward, str) else reward
+    wrapper = TweedieUNet(pipe.unet, pipe.vae, reward, prompts, guidance, beta, alpha)
+    images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
+    rewards, name = _score(reward, images, prompts)
+    return DiffusionResult(images, prompts, "tweedie", int(seed), steps, guidance, beta, None, alpha, rewards, name,
+                           seconds)

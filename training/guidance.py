@@ -1,0 +1,162 @@
+"""Train the guidance network with ``L = L_guidance + η · L_consistency`` (DESIGN §1), β and η drawn per example so
+one network serves every slider position.
+
+    python -m training guidance --cache runs/guidance-cache --model toy-sdxl --work runs/toy-guidance \\
+        --export checkpoints/toy-guidance
+    accelerate launch -m training guidance ...          # the same on every GPU accelerate is configured for
+
+Per example: ``t`` uniform over the training timesteps, ``x_t = α_t x0 + σ_t ε``, ``log β`` uniform over
+``--beta-range``, ``η`` uniform over ``--eta-range`` (exactly 0 for a quarter of the examples, so η = 0 is learnt
+as such). ``L_guidance = exp(r/β − u) + u`` with ``u = log h_ψ`` (minimised by ``u = log E[exp(r/β) | x_t]``);
+``L_consistency = ‖ε_θ(x_t) − σ_t ∇log h_ψ − ε‖²`` on the preferred image of each pair, with the pretrained UNet
+frozen. Resumes from ``--work``; pauses at ``--max-minutes``; stops with a clear message on a NaN loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+
+from alignment import load_pipeline
+from alignment.diffusion_guidance import consistency_loss, grad_log_h_of, guidance_loss, noised, vp_coefficients
+from alignment.guidance_network import GuidanceNetwork
+
+from .guidance_data import load_cache
+from .toy_models import Progress
+
+
+@dataclass
+class GuidanceTrainConfig:
+    cache: Path
+    work: Path
+    export: Path | None = None
+    model: str = "toy-sdxl"
+    size: str = "toy"  # "toy" or "sdxl"
+    steps: int = 20000
+    batch_size: int = 256
+    lr: float = 5e-4
+    beta_range: tuple[float, float] = (0.05, 5.0)
+    eta_range: tuple[float, float] = (0.0, 2.0)
+    seed: int = 0
+    max_minutes: float = 1e9
+    save_every: int = 1000
+
+
+class Objective(torch.nn.Module):
+    """Both loss terms behind one forward, for accelerate. The UNet is frozen; only ψ trains."""
+
+    def __init__(self, network: GuidanceNetwork, unet, alphas_cumprod: torch.Tensor, resolution: int):
+        super().__init__()
+        self.network, self.unet = network, unet.requires_grad_(False).eval()
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        self.resolution = resolution
+
+    def forward(self, x0, prompt_embeds, text_embeds, rewards, preferred, t, noise, beta, eta):
+        alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
+        x_t = noised(x0, noise, alpha_t, sigma_t)
+        log_h, grad = grad_log_h_of(self.network, x_t, text_embeds, t, beta, eta, create_graph=True)
+        l_guidance = guidance_loss(log_h, rewards, beta)
+        pref = preferred & (eta > 0)
+        l_consistency = torch.zeros_like(l_guidance)
+        if pref.any():
+            res = self.resolution
+            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=x0.dtype).expand(int(pref.sum()), 6)
+            with torch.no_grad():
+                eps = self.unet(x_t[pref].detach(), t[pref], encoder_hidden_states=prompt_embeds[pref],
+                                added_cond_kwargs={"text_embeds": text_embeds[pref], "time_ids": time_ids}).sample
+            l_consistency[pref] = consistency_loss(eps.float(), grad[pref], sigma_t[pref], noise[pref])
+        return (l_guidance.mean() + (eta * l_consistency).mean(), l_guidance.mean(),
+                l_consistency.sum() / pref.sum().clamp(min=1))
+
+
+def draw_conditions(rng: np.random.Generator, n: int, beta_range, eta_range) -> tuple[np.ndarray, np.ndarray]:
+    """log-uniform β over beta_range; η uniform over eta_range, exactly 0 for a quarter of the examples."""
+    lo, hi = math.log(beta_range[0]), math.log(beta_range[1])
+    beta = np.exp(rng.uniform(lo, hi, n))
+    eta = rng.uniform(eta_range[0], eta_range[1], n) * (rng.random(n) >= 0.25)
+    return beta, eta
+
+
+def run(cfg: GuidanceTrainConfig) -> bool:
+    started = time.time()
+    deadline = started + 60 * cfg.max_minutes
+    set_seed(cfg.seed)
+    accelerator = Accelerator(mixed_precision=os.environ.get("GUIDANCE_MIXED_PRECISION", "no"))
+    device = accelerator.device
+    pipe, preset = load_pipeline(cfg.model, device=str(device), dtype=torch.float32)
+    data = load_cache(cfg.cache, device)
+    n = len(data["rewards"])
+    r_mean, r_std = float(data["rewards"].mean()), float(data["rewards"].std())
+    factory = GuidanceNetwork.toy_size if cfg.size == "toy" else GuidanceNetwork.sdxl_size
+    network = factory(text_dim=data["text_embeds"].shape[1], in_channels=data["latents"].shape[1],
+                      reward_mean=r_mean, reward_std=r_std, beta_range=tuple(cfg.beta_range),
+                      eta_range=tuple(cfg.eta_range))
+    objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod,
+                          preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor)
+    opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    objective, opt = accelerator.prepare(objective, opt)
+    progress = Progress(cfg.work)
+    if (cfg.work / "state").exists():
+        accelerator.load_state(cfg.work / "state")
+    n_train = len(pipe.scheduler.alphas_cumprod)
+    start = progress.data["step"]
+    if accelerator.is_main_process:
+        print(f"guidance: {n} cached images, reward mean {r_mean:.3f} std {r_std:.3f}, "
+              f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, from step {start}")
+    bar = tqdm(total=cfg.steps, initial=start, desc="guidance", disable=not accelerator.is_main_process)
+    step, finished = start, True
+    for step in range(start + 1, cfg.steps + 1):
+        # each process draws its own batch: a pure function of (seed, step, process)
+        rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
+        idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
+        beta, eta = draw_conditions(rng, cfg.batch_size, cfg.beta_range, cfg.eta_range)
+        t = torch.from_numpy(rng.integers(0, n_train, cfg.batch_size)).to(device)
+        x0 = data["latents"][idx].float()
+        noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
+        lr = cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
+                                   data["rewards"][idx], data["preferred"][idx],
+                                   t, noise, torch.from_numpy(beta).float().to(device),
+                                   torch.from_numpy(eta).float().to(device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
+                                     "--beta-range, then resume (the last saved state is intact)")
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(objective.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        bar.update(1)
+        bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
+        if step % cfg.save_every == 0 or time.time() > deadline:
+            accelerator.save_state(cfg.work / "state")
+            if accelerator.is_main_process:
+                progress.save(step=step)
+            if time.time() > deadline:
+                finished = False
+                break
+    bar.close()
+    accelerator.wait_for_everyone()
+    if finished:
+        accelerator.save_state(cfg.work / "state")
+        if accelerator.is_main_process:
+            progress.save(step=step, done=True)
+    if cfg.export is not None and accelerator.is_main_process:
+        net = accelerator.unwrap_model(objective).network
+        net.save_pretrained(cfg.export)
+        (Path(cfg.export) / "training.json").write_text(json.dumps(
+            {"step": step, "finished": finished, "cache": str(cfg.cache), "model": cfg.model,
+             "batch_size": cfg.batch_size, "processes": accelerator.num_processes, "lr": cfg.lr}, indent=1))
+    print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
+    return finished

@@ -1,0 +1,221 @@
+"""``toy-pickscore``: a tiny ``transformers.CLIPModel`` + ``CLIPProcessor`` trained like PickScore, so the code that
+scores with ``yuvalkirstain/PickScore_v1`` scores with it unchanged.
+
+Stage 1, contrastive pretraining (CLIP): renders of the training split and their captions, symmetric InfoNCE over
+the batch. Stage 2, PickScore's objective: for a caption ``y`` and two images with labels ``(p0, p1)``,
+
+    L = − Σ_i p_i · log softmax_i( s · cos(text(y), image(x_i)) ),   s = exp(logit_scale)
+
+(a tie is p = (0.5, 0.5)), with a small weight on the stage-1 loss so text and image stay aligned on captions the
+pairs never show. Both stages resume from their saved state (``--work``) and stop at ``--max-minutes``.
+
+    python -m training toy-pickscore --pairs data/toy-pickapic.parquet --work runs/toy-pickscore \\
+        --export checkpoints/toy-pickscore
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+from .clip_tokenizer import save_slim_clip_tokenizer
+from .preference_data import LoadReport, iter_pairs
+from .toy_models import Progress, ScenePool
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_config() -> CLIPConfig:
+    """ViT (64×64, 8×8 patches) and a CLIP text transformer with the real 49,408-token vocabulary."""
+    return CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=0),
+        vision_config=dict(image_size=64, patch_size=8, hidden_size=96, intermediate_size=384, num_hidden_layers=4,
+                           num_attention_heads=4),
+        projection_dim=64,
+    )
+
+
+def new_processor(work: Path) -> CLIPProcessor:
+    """The laion CLIP tokenizer pads with "!"; images are already 64×64, so resize and crop are identities."""
+    folder = work / "tokenizer"
+    if not (folder / "vocab.json").exists():
+        save_slim_clip_tokenizer(folder, pad_token="!")
+    images = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64},
+                                image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    return CLIPProcessor(image_processor=images, tokenizer=CLIPTokenizer.from_pretrained(folder))
+
+
+@dataclass
+class PickScoreTrainConfig:
+    work: Path
+    pairs: Path
+    export: Path | None = None
+    pool: Path | None = None
+    pool_size: int = 100_000
+    pretrain_steps: int = 3000
+    steps: int = 3000
+    batch_size: int = 512  # images per contrastive batch; pairs per preference batch is half of it
+    lr: float = 1e-3
+    clip_weight: float = 0.2
+    seed: int = 0
+    workers: int = 8
+    max_minutes: float = 1e9
+    save_every: int = 500
+
+
+class PairSet:
+    """Decoded preference pairs held as uint8 tensors on the training device."""
+
+    def __init__(self, source: Path, tokenizer, device):
+        report = LoadReport()
+        rows = list(iter_pairs(source, report=report))
+        print(f"{source}: {report}")
+        self.images = torch.from_numpy(np.stack([np.stack([np.asarray(r.image_0), np.asarray(r.image_1)])
+                                                 for r in rows])).to(device)  # N x 2 x H x W x 3
+        self.ids = tokenizer([r.caption for r in rows], padding="max_length", max_length=77, truncation=True,
+                             return_tensors="pt").input_ids.to(device)
+        self.labels = torch.tensor([[r.label_0, r.label_1] for r in rows], dtype=torch.float32, device=device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> CLIP-normalised float NCHW (what ``CLIPImageProcessor`` does to a 64×64 image)."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class Scorer(torch.nn.Module):
+    """Normalised embeddings and the logit scale behind one forward (what accelerate wraps)."""
+
+    def __init__(self, model: CLIPModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, input_ids):
+        image = self.model.get_image_features(pixel_values=pixel_values)
+        text = self.model.get_text_features(input_ids=input_ids)
+        image = image if isinstance(image, torch.Tensor) else image.pooler_output
+        text = text if isinstance(text, torch.Tensor) else text.pooler_output
+        return F.normalize(image, dim=-1), F.normalize(text, dim=-1), self.model.logit_scale.exp()
+
+
+def contrastive_loss(image, text, scale, ids) -> torch.Tensor:
+    """Symmetric InfoNCE; captions that are identical in the batch count as positives of each other."""
+    logits = scale * image @ text.T
+    same = (ids[:, None, :] == ids[None, :, :]).all(-1).float()
+    target = same / same.sum(-1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def preference_loss(image_0, image_1, text, scale, labels) -> torch.Tensor:
+    """PickScore: cross-entropy between softmax(s·cos(text, image_i)) and the vote's labels."""
+    logits = scale * torch.stack([(image_0 * text).sum(-1), (image_1 * text).sum(-1)], dim=-1)
+    return -(labels * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def _accelerator() -> Accelerator:
+    return Accelerator(mixed_precision=os.environ.get("TOY_MIXED_PRECISION", "bf16" if torch.cuda.is_available() else "no"))
+
+
+def run(cfg: PickScoreTrainConfig) -> bool:
+    """Train (or resume) both stages; export when both are done. True when done."""
+    started = time.time()
+    deadline = started + 60 * cfg.max_minutes
+    set_seed(cfg.seed)
+    accelerator = _accelerator()
+    device = accelerator.device
+    processor = new_processor(cfg.work)
+    model = CLIPModel(clip_config())
+    scorer = Scorer(model)
+    opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.lr, weight_decay=0.05)
+    scorer, opt = accelerator.prepare(scorer, opt)
+    progress = Progress(cfg.work)
+    if (cfg.work / "state").exists():
+        accelerator.load_state(cfg.work / "state")
+    if cfg.pool is not None and cfg.pool.exists():
+        pool = ScenePool.load(cfg.pool, device, processor.tokenizer)
+    else:
+        pool = ScenePool.render(cfg.pool_size, cfg.seed + 1, cfg.workers, device, processor.tokenizer)
+    pairs = None  # read when the preference stage starts, so pretraining can run while the pairs are made
+    total = cfg.pretrain_steps + cfg.steps
+    start = progress.data["step"]
+    bar = tqdm(total=total, initial=start, desc="toy-pickscore", disable=not accelerator.is_main_process)
+    step, finished = start, True
+    for step in range(start + 1, total + 1):
+        rng = np.random.default_rng((cfg.seed, step))
+        lr = cfg.lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / total))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.from_numpy(rng.integers(0, len(pool), cfg.batch_size)).to(device)
+        ids = pool.token_ids[idx]
+        with accelerator.autocast():
+            image, text, scale = scorer(pixels(pool.images[idx]), ids)
+            loss = contrastive_loss(image.float(), text.float(), scale.float(), ids)
+            metrics = {"clip": loss.item()}
+            if step > cfg.pretrain_steps:
+                pairs = pairs or PairSet(cfg.pairs, processor.tokenizer, device)
+                j = torch.from_numpy(rng.integers(0, len(pairs), cfg.batch_size // 2)).to(device)
+                images = pairs.images[j].flatten(0, 1)  # x0, x1 interleaved
+                image_p, text_p, scale_p = scorer(pixels(images), pairs.ids[j].repeat_interleave(2, dim=0))
+                pref = preference_loss(image_p[0::2].float(), image_p[1::2].float(), text_p[0::2].float(),
+                                       scale_p.float(), pairs.labels[j])
+                loss = pref + cfg.clip_weight * loss
+                metrics["pref"] = pref.item()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"toy-pickscore: loss became {loss.item()} at step {step}; "
+                                     "lower --lr and resume")
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(scorer.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():  # CLIP clamps the temperature at 100
+            accelerator.unwrap_model(scorer).model.logit_scale.clamp_(0, float(np.log(100)))
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()})
+        if step % cfg.save_every == 0 or time.time() > deadline:
+            accelerator.save_state(cfg.work / "state")
+            progress.save(step=step)
+            if time.time() > deadline:
+                finished = False
+                break
+    bar.close()
+    if finished:
+        accelerator.save_state(cfg.work / "state")
+        progress.save(step=step, done=True)
+    if cfg.export is not None and accelerator.is_main_process:  # a paused run exports too, marked unfinished
+        export(accelerator.unwrap_model(scorer).model, processor, cfg.export, cfg.work, step=step, finished=finished)
+    print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
+    return finished
+
+
+def export(model: CLIPModel, processor: CLIPProcessor, dest: Path, work: Path, **info) -> None:
+    """fp16 safetensors + the processor, with the slim tokenizer (vocab.json + merges.txt, as on the hub)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.to("cpu", torch.float16).save_pretrained(dest, safe_serialization=True)
+    processor.save_pretrained(dest)
+    for name in ("tokenizer.json",):
+        (dest / name).unlink(missing_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(work / "tokenizer" / name, dest / name)
+    (dest / "training.json").write_text(json.dumps(info, indent=1))

@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import torch
 
-from alignment import load_pipeline
+from alignment import ModelLoadError, load_pipeline
 from alignment.flow_sampler import baseline, best_of_n, sample_is
 from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank
@@ -146,4 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except ModelLoadError as e:  # a missing model or reward: one clear line, no stack trace
+        raise SystemExit(f"error: {e}") from None

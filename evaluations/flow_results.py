@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alignment import load_pipeline
+from alignment import ModelLoadError, load_pipeline
 from alignment.flow_guidance import check_beta
 from alignment.flow_sampler import baseline, best_of_n, sample_is
 from alignment.sample_bank import SampleBank, check_n
@@ -205,4 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except ModelLoadError as e:  # a missing model or reward: one clear line, no stack trace
+        raise SystemExit(f"error: {e}") from None

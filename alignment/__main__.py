@@ -3,6 +3,8 @@
     python -m alignment generate --model toy-sdxl --prompt "a red star on a blue background" --seed 0 --out out.png
     python -m alignment generate --model toy-sd3 --method is --n 8 --beta 0.5 --reward toy-pickscore --prompt ...
     python -m alignment generate --model toy-sd3 --method bon --n 8 --prompt ...
+    python -m alignment generate --model toy-sdxl --method guided --beta 1 --eta 0.5 [--alpha 1] --prompt ...
+    python -m alignment generate --model toy-sdxl --method tweedie --beta 1 --reward toy-pickscore --prompt ...
     python -m alignment presets
 
 ``generate`` prints one line of JSON: model, method, seed, steps, guidance, seconds (sampling only), the output path,
@@ -54,7 +56,39 @@ def _flow(method):
     return run
 
 
-METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon")}
+def _diffusion(method):
+    def run(pipe, preset, args):
+        from .diffusion_sampler import sample_guided, sample_tweedie
+        from .guidance_network import GuidanceNetwork
+
+        common = dict(beta=args.beta, alpha=args.alpha, seed=args.seed, steps=args.steps,
+                      guidance_scale=args.guidance, preset=preset)
+        if method == "guided":
+            folder = args.network or _default_network()
+            try:
+                network = GuidanceNetwork.from_pretrained(folder)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"cannot load the guidance network from {folder}: {e}. Train one with "
+                                 "`python -m training guidance` or pass --network FOLDER") from e
+            result = sample_guided(pipe, args.prompt, network=network, eta=args.eta,
+                                   reward=args.reward or "toy-pickscore", **common)
+        else:
+            result = sample_tweedie(pipe, args.prompt, reward=args.reward or "toy-pickscore", **common)
+        fields = result.summary()
+        fields.pop("method")
+        fields["reward"] = fields.pop("rewards")[0]
+        return result.images[0], fields
+    return run
+
+
+def _default_network():
+    from .presets import CHECKPOINTS
+
+    return CHECKPOINTS / "toy-guidance"
+
+
+METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon"), "guided": _diffusion("guided"),
+           "tweedie": _diffusion("tweedie")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,9 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--steps", type=int, default=None, help="default: the preset's")
     gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale; default: preset's")
     gen.add_argument("--method", choices=tuple(METHODS), default="baseline",
-                     help="baseline; is = importance-sampled flow guidance; bon = best of N (flow models)")
+                     help="baseline; is = importance-sampled flow guidance; bon = best of N (flow models); "
+                          "guided = guidance network; tweedie = reward gradient through x̂0 (diffusion models)")
     gen.add_argument("--n", type=int, default=8, help="is/bon: samples in the bank")
-    gen.add_argument("--beta", type=float, default=1.0, help="is: reward temperature (smaller = stronger)")
+    gen.add_argument("--beta", type=float, default=1.0, help="is/guided/tweedie: reward temperature "
+                                                               "(smaller = stronger)")
+    gen.add_argument("--eta", type=float, default=0.5, help="guided: weight of the consistency term")
+    gen.add_argument("--alpha", type=float, default=1.0, help="guided/tweedie: guidance strength")
+    gen.add_argument("--network", type=Path, default=None, help="guided: guidance network folder "
+                                                                "(default checkpoints/toy-guidance)")
     gen.add_argument("--reward", default=None, help="reward name or sum, e.g. toy-pickscore; is/bon default "
                                                     "toy-pickscore; baseline scores only when given")
     gen.add_argument("--bank-dir", type=Path, default=None, help="is/bon: keep the sample bank on disk here")
@@ -85,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.name:20s} {p.family:9s} steps={p.steps} guidance={p.guidance_scale} {p.source}")
         return 0
 
+    from .diffusion_guidance import check_alpha, check_eta
     from .flow_guidance import check_beta
     from .loading import ModelLoadError, load_pipeline
     from .sample_bank import check_n
@@ -92,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.method in ("is", "bon"):  # refuse bad numbers before loading anything
             check_n(args.n)
-        if args.method == "is":
+        if args.method in ("is", "guided", "tweedie"):
             check_beta(args.beta)
+        if args.method == "guided":
+            check_eta(args.eta)
+        if args.method in ("guided", "tweedie"):
+            check_alpha(args.alpha)
         pipe, preset = load_pipeline(args.model, device=args.device)
         image, fields = METHODS[args.method](pipe, preset, args)
     except (ModelLoadError, ValueError) as e:

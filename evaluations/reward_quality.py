@@ -30,7 +30,9 @@ HELDOUT_PAIRS = Path(__file__).resolve().parents[1] / "runs" / "heldout-pairs"
 
 
 def spearman(a, b) -> float:
-    return float(pd.Series(np.asarray(a, dtype=float)).corr(pd.Series(np.asarray(b, dtype=float)), method="spearman"))
+    """Pearson correlation of the ranks (ties get their mean rank)."""
+    ra, rb = pd.Series(np.asarray(a, dtype=float)).rank(), pd.Series(np.asarray(b, dtype=float)).rank()
+    return float(ra.corr(rb))
 
 
 def pair_agreement(reward, source: Path, gaps=(0.5, 1.0, 2.0), batch: int = 256) -> dict:

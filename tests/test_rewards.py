@@ -165,3 +165,30 @@ def test_missing_local_reward_and_offline_hub_fail_clearly(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert "ModelLoadError" in proc.stdout and "xswu/HPSv2" in proc.stdout
+
+
+
+def test_shipped_toy_pickscore_reads_captions():
+    """The trained toy reward, through the PickScore code path: on clean renders of held-out combinations it scores
+    an image higher with its own caption than with the caption of another colour or another shape."""
+    from toyworld.vocabulary import COLOURS, SHAPES
+
+    reward = load_reward("toy-pickscore")
+    assert reward.differentiable
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(rng, split="heldout", clean=True) for _ in range(40)]
+    images = [Image.fromarray(render(s)) for s in scenes]
+
+    def caption(colour, shape, background):
+        return f"a {colour} {shape} on a {background} background"
+
+    def another(value, choices, *avoid):
+        return rng.choice([c for c in choices if c != value and c not in avoid])
+
+    right = reward.score(images, [caption(s.colour, s.shape, s.background) for s in scenes])
+    wrong_colour = reward.score(images, [caption(another(s.colour, list(COLOURS), s.background), s.shape,
+                                                 s.background) for s in scenes])
+    wrong_shape = reward.score(images, [caption(s.colour, another(s.shape, list(SHAPES)), s.background)
+                                        for s in scenes])
+    assert (right > wrong_colour).float().mean() > 0.85
+    assert (right > wrong_shape).float().mean() > 0.7

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--export", type=Path, default=None)
     guide.add_argument("--model", default="toy-sdxl", help="the pretrained pipeline (its UNet is frozen)")
     guide.add_argument("--size", choices=("toy", "sdxl"), default="toy")
+    guide.add_argument("--init-from", type=Path, default=None, help="continue from an exported network")
     guide.add_argument("--steps", type=int, default=20000)
     guide.add_argument("--batch-size", type=int, default=256, help="per process")
     guide.add_argument("--lr", type=float, default=5e-4)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = GuidanceTrainConfig(
             cache=args.cache, work=args.work, export=args.export, model=args.model, size=args.size, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, beta_range=tuple(args.beta_range), eta_range=tuple(args.eta_range),
-            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed)
+            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from)
         return 0 if run_guidance(cfg) else 3
     if args.command == "toy-pool":
         import time

@@ -50,6 +50,7 @@ class GuidanceTrainConfig:
     seed: int = 0
     max_minutes: float = 1e9
     save_every: int = 1000
+    init_from: Path | None = None  # an exported network to continue from (fresh optimiser) when --work is new
 
 
 class Objective(torch.nn.Module):
@@ -97,10 +98,13 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     data = load_cache(cfg.cache, device)
     n = len(data["rewards"])
     r_mean, r_std = float(data["rewards"].mean()), float(data["rewards"].std())
-    factory = GuidanceNetwork.toy_size if cfg.size == "toy" else GuidanceNetwork.sdxl_size
-    network = factory(text_dim=data["text_embeds"].shape[1], in_channels=data["latents"].shape[1],
-                      reward_mean=r_mean, reward_std=r_std, beta_range=tuple(cfg.beta_range),
-                      eta_range=tuple(cfg.eta_range))
+    if cfg.init_from is not None:
+        network = GuidanceNetwork.from_pretrained(cfg.init_from)
+    else:
+        factory = GuidanceNetwork.toy_size if cfg.size == "toy" else GuidanceNetwork.sdxl_size
+        network = factory(text_dim=data["text_embeds"].shape[1], in_channels=data["latents"].shape[1],
+                          reward_mean=r_mean, reward_std=r_std, beta_range=tuple(cfg.beta_range),
+                          eta_range=tuple(cfg.eta_range))
     objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod,
                           preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor)
     opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -230,13 +230,25 @@ def write_dashboard(path: str | Path, votes=(), generations=(), results: list[di
     return path
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """Text a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``+cmd``, ``@SUM``) gets a leading ``'``
+    (OWASP's advice against CSV injection); everything else is unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def votes_csv(votes, path: str | Path) -> Path:
     """The votes as CSV, one row each with :data:`VOTE_COLUMNS`; config and rewards as JSON text, which
-    ``vote_records.as_frame(pd.read_csv(path))`` reads back."""
+    ``vote_records.as_frame(pd.read_csv(path))`` reads back. Free-text cells that start like a spreadsheet formula
+    are prefixed with ``'``."""
     frame = as_frame(votes)[list(VOTE_COLUMNS)].copy()
     for column in frame.columns:
         if column.endswith(JSON_COLUMNS):
             frame[column] = frame[column].map(lambda d: json.dumps(d, sort_keys=True, ensure_ascii=False))
+        else:
+            frame[column] = frame[column].map(spreadsheet_safe)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

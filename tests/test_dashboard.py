@@ -119,6 +119,16 @@ def test_votes_csv_round_trip(studio, tmp_path):
         votes_csv(votes.drop(columns=["choice"]), tmp_path / "x.csv")
 
 
+def test_votes_csv_defuses_spreadsheet_formulas(studio, tmp_path):
+    store, _ = studio
+    votes = store.vote_records()
+    votes.loc[0, "prompt"] = '=HYPERLINK("http://x.example","click")'
+    votes.loc[1, "prompt"] = "@SUM(A1:A2)"
+    back = pd.read_csv(votes_csv(votes, tmp_path / "votes.csv"))
+    assert back.loc[0, "prompt"] == "'" + votes.loc[0, "prompt"] and back.loc[1, "prompt"] == "'@SUM(A1:A2)"
+    assert back.loc[2, "prompt"] == votes.loc[2, "prompt"]
+
+
 def test_votes_parquet_is_read_back_by_the_training_loader(studio, tmp_path):
     store, _ = studio
     path = export_votes_parquet(store, tmp_path / "votes.parquet")

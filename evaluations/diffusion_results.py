@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--etas", type=float, nargs="+", default=[0.0, 0.5, 2.0])
     parser.add_argument("--tweedie-betas", type=float, nargs="+", default=[0.5, 2.0, 8.0, 32.0],
-                        help="Tweedie β tried on the first 50 captions to match the best guided reward gain")
+                        help="Tweedie β tried on the first --probe-captions captions to match the best guided reward gain")
+    parser.add_argument("--probe-captions", type=int, default=50)
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--caption-seed", type=int, default=11)
     parser.add_argument("--out", type=Path, default=RESULTS / "diffusion_results.json")
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     best = max((r for r in rows if r["config"] == "guided"), key=lambda r: r["taste"])
     target = best["reward_gain"]
 
-    # Tweedie: pick the β whose reward gain on the first 50 captions is closest to the best guided setting's
-    probe = dict(common, captions=captions[:50], seeds=seeds[:1])
+    # Tweedie: pick the β whose reward gain on the first probe captions is closest to the best guided setting's
+    probe = dict(common, captions=captions[: args.probe_captions], seeds=seeds[:1])
     probe_base = run_config(pipe, preset, method="base", **probe)
     gains = {}
     for beta in args.tweedie_betas:
@@ -139,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".md").write_text(
         f"# toy-sdxl: base, guided and Tweedie ({len(captions)} held-out captions × {len(seeds)} seeds)\n\n"
         f"Reward: {args.reward}. Guidance network: {args.network}. Command: `python -m evaluations.diffusion_results`.\n"
-        f"Tweedie's β was matched to the best guided setting's reward gain ({target:.3f}) on 50 captions: "
-        f"{json.dumps(gains)}.\n\n" + "\n".join(lines) + "\n")
+        f"Tweedie's β was matched to the best guided setting's reward gain ({target:.3f}) on {args.probe_captions} "
+        "captions, one seed: "
+        f"{json.dumps(gains)}.\n\n" + "\n".join(lines) + "\n\n`diffusion_grid.png`: columns base | best guided | "
+        "Tweedie, one held-out caption per row (the first captions, seed 0).\n")
     save_grid([base["images"], guided[(best["beta"], best["eta"])]["images"], tweedie["images"]],
               RESULTS / "diffusion_grid.png")
     return 0

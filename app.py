@@ -1,8 +1,49 @@
-"""Gradio entry point (Hugging Face Spaces app_file): builds the studio, nothing else."""
+"""Gradio entry point (Hugging Face Spaces app_file): builds the studio and serves it, nothing else.
 
-from studio.ui import build_demo
+    python app.py                                   # toy presets on CPU, offline, http://127.0.0.1:7860
+    python app.py --real --device cuda              # add sdxl-turbo and sd3.5-large-turbo (hub), on the GPU
+    STUDIO_MODELS=./my-sdxl-folder python app.py    # any preset, hub id or local diffusers folder
 
-demo = build_demo()
+Environment: STUDIO_MODELS, STUDIO_REAL=1, STUDIO_DEVICE, STUDIO_REWARD, STUDIO_GUIDANCE, STUDIO_MAX_N,
+STUDIO_TORCH_THREADS (studio/engine.py); STUDIO_DATABASE_URL, STUDIO_DATA_DIR, vote caps (studio/store.py);
+STUDIO_ADMIN_TOKEN (exports). On Spaces the database lives under /data when that folder exists, and generation runs
+under ``spaces.GPU`` when the ``spaces`` package is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+try:  # Hugging Face ZeroGPU: `spaces` is imported before torch initialises CUDA
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the alignment studio.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (0.0.0.0 to serve the network; Spaces sets GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--real", action="store_true", help="add the real hub models (sdxl-turbo, sd3.5-large-turbo)")
+    parser.add_argument("--models", default="", help="comma-separated extra models: presets, hub ids or folders")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps… (default: CPU for the toy presets alone)")
+    parser.add_argument("--no-warm-up", action="store_true", help="load models on the first click, not at start")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from studio.engine import StudioSettings, set_threads
+    from studio.ui import LAUNCH_KWARGS, build_demo
+
+    settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],
+                                       device=args.device)
+    set_threads(settings.device)
+    demo = build_demo(settings, warm_up=not args.no_warm_up)
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
+
 
 if __name__ == "__main__":
-    demo.launch()
+    main()

@@ -1,61 +1,78 @@
-"""The studio's page. For now: one prompt, one seed, one toy model, one image, with its oracle-free summary.
+"""The studio's page: three tabs composed from their modules.
 
-Models load once per process and stay cached; errors (empty prompt, missing weights, unreachable hub) are shown in
-the page, not as a stack trace.
+* Explore (``studio.explore``): baseline and aligned side by side with rewards; live β / η / α or β / N sliders.
+* Arena (``studio.arena_tab``): blind pairs, votes, the reveal after the vote.
+* Dashboard (``studio.dashboard_tab``): win rates, ratings, reward distributions and agreement, β curves; exports.
+
+    demo = build_demo()                      # StudioSettings.from_env(): toy presets on CPU unless told otherwise
+    demo.queue().launch(**LAUNCH_KWARGS)
+
+Generation lives in ``studio.engine`` (no Gradio), votes in ``studio.store`` / ``studio.arena``. A store that can't
+be opened (read-only or full disk, unreachable database) leaves the Explore tab working and says so in the others.
 """
 
 from __future__ import annotations
 
-import functools
-import os
+import logging
+import threading
 
 import gradio as gr
 
-from alignment import ModelLoadError, generate, load_pipeline
+from .arena_tab import ArenaSession, build_arena
+from .dashboard_tab import Dashboard, build_dashboard
+from .engine import Config, Engine, StudioSettings
+from .explore import build_explore
+from .store import Store, StoreError
 
-EXAMPLES = [
-    ["a red star on a blue background", 0],
-    ["a large yellow circle on a black background", 1],
-    ["a small white cross on a green background in the top left", 2],
-    ["pink ring, cyan background", 3],
-]
+log = logging.getLogger("studio")
+
+CSS = """
+.studio-image .image-frame img { image-rendering: pixelated; object-fit: contain !important; }
+"""
+LAUNCH_KWARGS = dict(css=CSS)
+INTRO = ("# Alignment studio\n"
+         "Inference-time alignment of text-to-image models with a reward: sample from "
+         "p(x0|y) · exp(r(x0, y)/β). **Explore** the method, vote blind in the **Arena**, read the votes in the "
+         "**Dashboard**.")
 
 
 def available_models() -> list[str]:
-    """Toy presets always; real hub models when STUDIO_MODELS names them (comma-separated)."""
-    extra = [m.strip() for m in os.environ.get("STUDIO_MODELS", "").split(",") if m.strip()]
-    return ["toy-sdxl", "toy-sd3"] + extra
+    """Toy presets always; more when STUDIO_MODELS names them (comma-separated) or STUDIO_REAL=1."""
+    return list(StudioSettings.from_env().models)
 
 
-@functools.lru_cache(maxsize=4)
-def _pipeline(model: str):
-    return load_pipeline(model)
-
-
-def run_generation(model: str, prompt: str, seed: float):
+def open_store() -> tuple[Store | None, str | None]:
+    """The vote store from the environment (STUDIO_DATABASE_URL, STUDIO_DATA_DIR), or (None, why not)."""
     try:
-        if seed is None or not float(seed).is_integer() or not 0 <= float(seed) < 2**31:
-            raise ValueError("the seed must be a whole number between 0 and 2147483647")
-        pipe, preset = _pipeline(model)
-        result = generate(pipe, prompt, seed=int(seed), preset=preset)
-    except (ModelLoadError, ValueError) as e:
-        raise gr.Error(str(e)) from e
-    summary = f"{model} · seed {result.seed} · {result.steps} steps · guidance {result.guidance_scale} · {result.seconds:.2f} s"
-    return result.images[0], summary
+        return Store(), None
+    except StoreError as e:
+        log.warning("vote store unavailable: %s", e)
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - a bad database URL must not take the page down
+        log.exception("vote store unavailable")
+        return None, f"The vote database can't be opened ({type(e).__name__}: {str(e)[:200]})."
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(settings: StudioSettings | None = None, *, engine: Engine | None = None, store: Store | None = None,
+               arena_configs: list[Config] | None = None, warm_up: bool = True) -> gr.Blocks:
+    """The whole studio. ``store`` defaults to the environment's; ``warm_up`` loads the first model, its reward and
+    guidance network in the background so the first click doesn't wait for them."""
+    engine = engine or Engine(settings or StudioSettings.from_env())
+    store_error = None
+    if store is None:
+        store, store_error = open_store()
+    arena = ArenaSession(engine, store, arena_configs, store_error=store_error)
+    dashboard = Dashboard(store, store_error=store_error)
     with gr.Blocks(title="Alignment studio") as demo:
-        gr.Markdown("# Alignment studio\nText-to-image generation on the embedded toy models (baseline sampling).")
-        with gr.Row():
-            with gr.Column():
-                model = gr.Dropdown(available_models(), value="toy-sdxl", label="Model")
-                prompt = gr.Textbox(value=EXAMPLES[0][0], label="Prompt", max_lines=2)
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
-                button = gr.Button("Generate", variant="primary")
-            with gr.Column():
-                image = gr.Image(label="Baseline", type="pil", height=320)
-                info = gr.Textbox(label="Run", interactive=False)
-        gr.Examples(EXAMPLES, inputs=[prompt, seed])
-        button.click(run_generation, inputs=[model, prompt, seed], outputs=[image, info], api_name="generate")
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
+                build_explore(engine)
+            with gr.Tab("Arena", id="arena", elem_id="tab-arena"):
+                build_arena(arena)
+            with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as tab:
+                build_dashboard(dashboard, tab)
+    demo.studio_engine, demo.studio_store = engine, store  # for tests and scripts
+    if warm_up:
+        threading.Thread(target=engine.warm_up, name="studio-warm-up", daemon=True).start()
     return demo

@@ -1,29 +1,174 @@
-"""The minimal studio page builds, generates, and turns bad input into a message in the page."""
+"""The whole page in-process over real HTTP (Gradio's queue protocol, as a browser speaks it): it builds, its API
+names are there, a blind pair's payload names no configuration (text, file names, PNG chunks), the vote's payload
+reveals them, and bad input comes back as a sentence, not a stack trace."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import uuid
 
 import gradio as gr
+import httpx
 import pytest
+from test_studio_helpers import PROMPT, studio_engine  # noqa: F401  (fixture)
 
-from studio.ui import build_demo, run_generation
+from studio.engine import Config
+from studio.errors import page_errors, sentence, text
+from studio.store import Store
+from studio.ui import LAUNCH_KWARGS, build_demo
+
+API_NAMES = {"explore", "arena_pair", "vote_left", "vote_right", "vote_tie", "vote_both_bad", "dashboard",
+             "export_html", "export_csv", "export_parquet"}
+CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
+# what would tell the configurations apart ("eta" alone is also Gradio's queue field "rank_eta": η and β stand in)
+SECRETS = ("baseline", "guided", "toy-sdxl", "beta", "β", "η", "α", "alpha", "reward", "seed", "method")
 
 
-def test_page_builds():
-    demo = build_demo()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(studio_engine, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("page")
+    store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")
+    demo = build_demo(engine=studio_engine, store=store, arena_configs=CONFIGS, warm_up=False)
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                        **LAUNCH_KWARGS)
+    yield demo, store
+    demo.close()
+    store.close()
+
+
+def call(demo, api_name: str, data: list, session: str) -> tuple[list, str]:
+    """One event through Gradio's queue as the browser sends it; (output data, every raw byte of the stream)."""
+    fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == api_name)
+    api = demo.local_url + "gradio_api/"
+    with httpx.Client(timeout=120) as client:
+        client.post(api + "queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                              "event_data": None, "trigger_id": None}).raise_for_status()
+        raw, output = "", None
+        with client.stream("GET", api + "queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                raw += line + "\n"
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    output = message
+                    break
+    return output, raw
+
+
+def png_chunks(data: bytes) -> list[str]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        chunks.append(data[at + 4 : at + 8].decode("ascii"))
+        at += 12 + length
+    return chunks
+
+
+def test_the_page_builds_with_its_api(served):
+    demo, _ = served
     assert isinstance(demo, gr.Blocks)
+    assert API_NAMES <= {fn.api_name for fn in demo.fns.values()}
 
 
-def test_generation_from_the_page():
-    image, summary = run_generation("toy-sdxl", "a red star on a blue background", 0)
-    assert image.size == (64, 64) and "toy-sdxl" in summary and "seed 0" in summary
+def test_before_the_vote_nothing_names_a_configuration_then_the_vote_reveals(served):
+    demo, store = served
+    session = uuid.uuid4().hex[:11]
+    labels = [c.label for c in CONFIGS]
+    output, raw = call(demo, "arena_pair", [None, PROMPT, "baseline vs aligned", labels], session)
+    assert output["success"], output
+    lowered = raw.lower()
+    assert not [word for word in SECRETS if word.lower() in lowered], raw
+    images = [value for value in output["output"]["data"] if isinstance(value, dict) and value.get("url")]
+    assert len(images) == 2
+    for image in images:
+        assert (image.get("orig_name") or "image.png") == "image.png"
+        data = httpx.get(image["url"]).content
+        assert set(png_chunks(data)) <= {"IHDR", "IDAT", "IEND"}, "no text, EXIF or other metadata chunks"
+        assert not any(word.encode() in data for word in ("baseline", "guided", "toy-sdxl"))
+
+    output, raw = call(demo, "vote_left", [None], session)
+    assert output["success"]
+    reveal = output["output"]["data"][1]
+    assert "You chose" in reveal and "baseline" in reveal and "guided" in reveal
+    assert list(store.vote_records()["choice"]) == ["left"]
+    output, _ = call(demo, "vote_left", [None], session)  # the same pair again: refused, nothing stored
+    assert "already voted" in output["output"]["data"][4]
+    assert len(store.vote_records()) == 1
 
 
-@pytest.mark.parametrize("prompt,seed,match", [
-    ("", 0, "prompt is empty"), ("a red star", -1, "seed"), ("a red star", 1.5, "seed"), ("a red star", None, "seed"),
-])
-def test_bad_input_becomes_a_page_error(prompt, seed, match):
-    with pytest.raises(gr.Error, match=match):
-        run_generation("toy-sdxl", prompt, seed)
+def test_bad_input_comes_back_as_a_sentence(served):
+    demo, _ = served
+    output, _ = call(demo, "explore", ["toy-sdxl", "", 0, 0.5, 1.0, 1.0, 8], uuid.uuid4().hex[:11])
+    assert not output["success"] and "The prompt is empty" in output["output"]["error"]
+    output, _ = call(demo, "explore", ["toy-sdxl", PROMPT, 0, 4.9, 1.0, 1.0, 8], uuid.uuid4().hex[:11])
+    assert output["success"]  # the slider's maximum is a valid β
+    output, _ = call(demo, "arena_pair", [None, PROMPT, "any two of the list", ["nope"]], uuid.uuid4().hex[:11])
+    assert not output["success"] and "nope" in output["output"]["error"]  # not one of the page's configurations
 
 
-def test_unknown_model_becomes_a_page_error():
-    with pytest.raises(gr.Error, match="neither a preset"):
-        run_generation("./no-such-model", "a red star", 0)
+def test_unexpected_failures_become_one_sentence():
+    @page_errors
+    def broken():
+        raise KeyError("internal detail")
+
+    @page_errors
+    def refused():
+        raise ValueError("the seed must be a whole number")
+
+    with pytest.raises(gr.Error, match="Something went wrong \\(KeyError\\)"):
+        broken()
+    with pytest.raises(gr.Error) as error:
+        refused()
+    assert error.value.message == "The seed must be a whole number"
+    assert sentence(ValueError("")) == "ValueError"
+    assert text("<script>alert(1)</script> *x*") == "&lt;script&gt;alert\\(1\\)&lt;/script&gt; \\*x\\*"
+
+
+def test_explore_streams_the_baseline_first_only_when_a_bank_must_be_made(studio_engine):
+    from studio.explore import explore_steps
+
+    steps = list(explore_steps(studio_engine, "toy-sd3", PROMPT, 21, 0.5, 1.0, 1.0, 4))
+    assert len(steps) == 2 and steps[0][0] is not None and steps[0][2] == gr.skip()
+    assert "Making the bank of 4 samples" in steps[0][-1] and "ESS per step" in steps[1][-1]
+    assert len(list(explore_steps(studio_engine, "toy-sd3", PROMPT, 21, 0.9, 1.0, 1.0, 4))) == 1  # β moved
+    assert len(list(explore_steps(studio_engine, "toy-sdxl", PROMPT, 21, 0.9, 1.0, 1.0, 4))) == 1
+
+
+def test_a_streaming_handler_reports_errors_as_sentences():
+    @page_errors
+    def stream():
+        yield 1
+        raise ValueError("the bank is empty")
+
+    steps = stream()
+    assert next(steps) == 1
+    with pytest.raises(gr.Error) as error:
+        next(steps)
+    assert error.value.message == "The bank is empty"
+
+
+def test_the_page_builds_without_a_vote_store(studio_engine, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(blocker / "data"))
+    monkeypatch.delenv("STUDIO_DATABASE_URL", raising=False)
+    demo = build_demo(engine=studio_engine, warm_up=False)
+    assert demo.studio_store is None and API_NAMES <= {fn.api_name for fn in demo.fns.values()}
+
+
+def test_app_flags():
+    import app
+
+    args = app.parse_args(["--real", "--device", "cuda", "--models", "a/b,./c", "--port", "7000"])
+    assert args.real and args.device == "cuda" and args.models == "a/b,./c" and args.port == 7000
+    assert app.parse_args([]).host == "127.0.0.1"

@@ -1,0 +1,180 @@
+"""The Explore tab: one prompt and seed, the baseline and the aligned image side by side with their rewards; for
+flow models also best-of-N from the same bank and the effective sample size of every step.
+
+Sliders act on release, and only the aligned image is made again (the baseline and the flow bank are cached in
+the engine); Generate, Enter in the prompt, and a new seed or model make what isn't cached yet.
+"""
+
+from __future__ import annotations
+
+import random
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from .engine import Engine, ExploreView
+from .errors import gpu, page_errors, text
+from .store import MAX_SEED
+
+EXAMPLES = [
+    ["a red star on a blue background", 0],
+    ["a large yellow circle on a black background", 1],
+    ["a small white cross on a green background in the top left", 2],
+    ["pink ring, cyan background", 3],
+    ["a purple triangle on an orange background", 4],
+]
+DEFAULTS = dict(beta=0.5, eta=1.0, alpha=1.0, n=8)
+
+
+def ess_figure(view: ExploreView) -> go.Figure | None:
+    """ESS of the bank's weights at every step (flow): the tilted weights b that guide, and the posterior weights a
+    (without the reward) for reference. N is the ceiling, 1 a bank that leans on one sample."""
+    if not view.ess:
+        return None
+    steps = list(range(1, len(view.ess) + 1))
+    n = view.n
+
+    def line(y, color, label, anchor):  # shapes written out: add_hline costs ~30 ms a figure, this ~5 ms
+        return (dict(type="line", xref="paper", x0=0, x1=1, y0=y, y1=y, line=dict(dash="dot", color=color)),
+                dict(xref="paper", x=1, y=y, text=label, showarrow=False, xanchor="right", yanchor=anchor))
+
+    top, bottom = line(n, "#444", f"N = {n}", "top"), line(1, "firebrick", "degenerate", "bottom")
+    sigmas = [f"σ = {s:.3f}" for s in view.sigmas or []]
+    hover = "step %{x}, %{text}: ESS %{y:.2f}<extra></extra>"
+    traces = [go.Scatter(x=steps, y=view.ess, mode="lines+markers", name="tilted b (guidance)", text=sigmas,
+                         hovertemplate=hover)]
+    if view.ess_posterior:
+        traces.append(go.Scatter(x=steps, y=view.ess_posterior, mode="lines+markers", name="posterior a (no reward)",
+                                 text=sigmas, hovertemplate=hover, line=dict(dash="dash", color="#999")))
+    return go.Figure(
+        data=traces,
+        layout=dict(title=f"Effective sample size of the bank's weights, per step (of N = {n})",
+                    xaxis=dict(title="step", dtick=1), yaxis=dict(title="ESS", range=[0, n * 1.08 + 0.5]),
+                    height=300, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25),
+                    shapes=[top[0], bottom[0]], annotations=[top[1], bottom[1]]))
+
+
+def describe(view: ExploreView) -> str:
+    """The run's summary line and any notes, as Markdown (no user text in it)."""
+    parts = [f"**{text(view.model)}** ({view.family}) · seed {view.seed}"]
+    if view.aligned is not None:
+        parts.append(text(view.aligned.title))
+    parts.append(f"{view.seconds:.2f} s")
+    lines = [" · ".join(parts)]
+    if view.ess:
+        lines.append("ESS per step: " + " · ".join(f"{e:.2f}" for e in view.ess) + f" (of N = {view.n}; posterior "
+                     "without the reward: " + " · ".join(f"{e:.2f}" for e in view.ess_posterior or []) + ")")
+    lines += [f"⚠️ {text(note)}" for note in view.notes]
+    return "\n\n".join(lines)
+
+
+def caption(panel) -> str:
+    return panel.caption() if panel is not None else ""
+
+
+def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progress=None):
+    """The tab's outputs: baseline image and caption, aligned image and caption, best-of-N image and caption, the
+    ESS figure and the summary. Notes (a missing network, a degenerate bank) also pop up as warnings."""
+    view = engine.explore(model, prompt, seed, beta=beta, eta=eta, alpha=alpha, n=n, progress=progress)
+    for note in view.notes:
+        gr.Warning(note)
+    return (view.baseline.image, caption(view.baseline),
+            view.aligned.image if view.aligned else None, caption(view.aligned),
+            view.best_of_n.image if view.best_of_n else None, caption(view.best_of_n),
+            ess_figure(view), describe(view))
+
+
+def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progress=None):
+    """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
+    shown at once and the rest follows; otherwise one answer."""
+    if not engine.quick(model, prompt, seed, n):
+        panel = engine.baseline(model, prompt, seed)
+        yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…")
+    yield run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress)
+
+
+def family_controls(engine: Engine, model):
+    """Show η and α for diffusion models, N and best-of-N for flow models."""
+    try:
+        family = engine.family(model)
+    except Exception:  # noqa: BLE001 - an unknown model keeps the diffusion layout; Generate reports it
+        family = "diffusion"
+    diffusion = family == "diffusion"
+    return (gr.update(visible=diffusion), gr.update(visible=diffusion), gr.update(visible=not diffusion),
+            gr.update(visible=not diffusion), gr.update(visible=not diffusion), family_text(family))
+
+
+def family_text(family: str) -> str:
+    if family == "diffusion":
+        return ("**diffusion** model: the aligned image follows the trained guidance network at β and η, with "
+                "strength α.")
+    return ("**flow** model: the aligned image follows importance-sampled guidance over a bank of N baseline "
+            "samples at temperature β; best-of-N comes free from the same bank.")
+
+
+def _first_family(engine: Engine, model: str) -> str:
+    from alignment.presets import find_preset
+
+    preset = find_preset(model)
+    return preset.family if preset else "diffusion"
+
+
+def build_explore(engine: Engine) -> None:
+    """The tab's components and events (inside a ``gr.Tab``)."""
+    models = list(engine.models)
+
+    @gpu
+    @page_errors
+    def explore(model, prompt, seed, beta, eta, alpha, n, progress=gr.Progress()):
+        yield from explore_steps(engine, model, prompt, seed, beta, eta, alpha, n,
+                                 progress=lambda f, desc: progress(f, desc=desc))
+
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(value=EXAMPLES[0][0], label="Prompt", max_lines=2, elem_id="explore-prompt")
+        with gr.Column(scale=1, min_width=200):
+            model = gr.Dropdown(models, value=models[0], label="Model", elem_id="explore-model")
+        with gr.Column(scale=1, min_width=160):
+            seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="explore-seed")
+            dice = gr.Button("🎲 random seed", size="sm")
+    first = _first_family(engine, models[0])
+    diffusion = first == "diffusion"
+    family_md = gr.Markdown(family_text(first), elem_id="explore-family")
+    with gr.Row():
+        beta = gr.Slider(0.05, 5.0, value=DEFAULTS["beta"], step=0.05,
+                         label="β (temperature: small = strong alignment)", elem_id="explore-beta")
+        eta = gr.Slider(0.0, 2.0, value=DEFAULTS["eta"], step=0.1, label="η (consistency weight)", visible=diffusion,
+                        elem_id="explore-eta")
+        alpha = gr.Slider(0.0, 5.0, value=DEFAULTS["alpha"], step=0.1, label="α (guidance strength)",
+                          visible=diffusion, elem_id="explore-alpha")
+        n = gr.Slider(1, engine.settings.max_n, value=DEFAULTS["n"], step=1, label="N (bank size)",
+                      visible=not diffusion, elem_id="explore-n")
+    generate = gr.Button("Generate", variant="primary", elem_id="explore-generate")
+    with gr.Row():
+        with gr.Column(elem_classes="studio-image"):
+            base_img = gr.Image(label="Baseline", type="pil", format="png", height=256, interactive=False,
+                                buttons=["download", "fullscreen"], elem_id="explore-baseline")
+            base_md = gr.Markdown(elem_id="explore-baseline-reward")
+        with gr.Column(elem_classes="studio-image"):
+            aligned_img = gr.Image(label="Aligned", type="pil", format="png", height=256, interactive=False,
+                                   buttons=["download", "fullscreen"], elem_id="explore-aligned")
+            aligned_md = gr.Markdown(elem_id="explore-aligned-reward")
+        with gr.Column(elem_classes="studio-image", visible=not diffusion) as bon_col:
+            bon_img = gr.Image(label="Best-of-N (same bank)", type="pil", format="png", height=256,
+                               interactive=False, buttons=["download", "fullscreen"], elem_id="explore-bon")
+            bon_md = gr.Markdown(elem_id="explore-bon-reward")
+    ess_plot = gr.Plot(label="ESS", visible=not diffusion, elem_id="explore-ess")
+    info = gr.Markdown(elem_id="explore-info")
+    gr.Examples(EXAMPLES, inputs=[prompt, seed], label="Example prompts")
+
+    inputs = [model, prompt, seed, beta, eta, alpha, n]
+    outputs = [base_img, base_md, aligned_img, aligned_md, bon_img, bon_md, ess_plot, info]
+    common = dict(fn=explore, inputs=inputs, outputs=outputs, concurrency_id="models", concurrency_limit=1)
+    generate.click(api_name="explore", **common)
+    prompt.submit(api_name=False, **common)
+    for slider in (beta, eta, alpha, n):
+        slider.release(api_name=False, trigger_mode="always_last", show_progress="minimal", **common)
+    dice.click(lambda: random.randrange(MAX_SEED + 1), outputs=seed, api_name=False, queue=False).then(
+        api_name=False, **common)
+    controls = [eta, alpha, n, bon_col, ess_plot, family_md]
+    model.change(lambda m: family_controls(engine, m), inputs=model, outputs=controls, api_name=False, queue=False)

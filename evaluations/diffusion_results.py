@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols) + " |")
     args.out.with_suffix(".md").write_text(
         f"# toy-sdxl: base, guided and Tweedie ({len(captions)} held-out captions × {len(seeds)} seeds)\n\n"
-        f"Reward: {args.reward}. Guidance network: {args.network}. Command: `python -m evaluations.diffusion_results`.\n"
+        f"Reward: {args.reward}. Guidance network: {args.network.relative_to(Path.cwd()) if args.network.is_relative_to(Path.cwd()) else args.network}. Command: `python -m evaluations.diffusion_results`.\n"
         f"Tweedie's β was matched to the best guided setting's reward gain ({target:.3f}) on {args.probe_captions} "
         "captions, one seed: "
         f"{json.dumps(gains)}.\n\n" + "\n".join(lines) + "\n\n`diffusion_grid.png`: columns base | best guided | "

@@ -55,7 +55,7 @@ def save_clip_tokenizer(out: str | Path, *, pad_token: str = "<|endoftext|>", bp
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vocab, merges = build_vocab_and_merges(bpe_path)
-    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     tok = CLIPTokenizer(
         str(out / "vocab.json"),

@@ -14,6 +14,7 @@ frozen. Resumes from ``--work``; pauses at ``--max-minutes``; stops with a clear
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -158,7 +159,7 @@ def run(cfg: GuidanceTrainConfig) -> bool:
             progress.save(step=step, done=True)
     if cfg.export is not None and accelerator.is_main_process:
         net = accelerator.unwrap_model(objective).network
-        net.save_pretrained(cfg.export)
+        copy.deepcopy(net).to("cpu", torch.float16).save_pretrained(cfg.export)  # small file; loads as fp32
         (Path(cfg.export) / "training.json").write_text(json.dumps(
             {"step": step, "finished": finished, "cache": str(cfg.cache), "model": cfg.model,
              "batch_size": cfg.batch_size, "processes": accelerator.num_processes, "lr": cfg.lr}, indent=1))

@@ -1,2 +1,2 @@
-"""The Gradio studio: UI, vote store, sessions and exports (the full studio is issue 6; this holds the minimal
-generation page)."""
+"""The Gradio studio: Explore (baseline vs aligned), the blind Arena, the Dashboard (``ui.py`` composes the tabs),
+the generation engine without Gradio (``engine.py``), and the vote store, arena logic and exports."""

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     scenes = [sample_scene(rng, split="all") for _ in range(args.images)]
     images, captions = [render_pil(s) for s in scenes], [caption_for(s, rng) for s in scenes]
     report = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "torch_threads": torch.get_num_threads(), "images": args.images, "results": []}
+              "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(), "images": args.images,
+              "results": []}
     for name in args.rewards:
         reward = load_reward(name)
         reward.score(images, captions)

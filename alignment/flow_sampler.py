@@ -20,6 +20,7 @@ import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
+from .diffusion_sampler import with_component
 from .flow_guidance import accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
@@ -179,8 +180,7 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta:
     guided = GuidedTransformer(pipe.transformer, torch.stack([e.latents for e in entries]),
                                torch.stack([e.rewards for e in entries]), beta,
                                pipe.scheduler.config.num_train_timesteps)
-    # the same components with the wrapped transformer (not from_pipe: it casts the shared modules to one dtype)
-    view = type(pipe)(**{**pipe.components, "transformer": guided})
+    view = with_component(pipe, transformer=guided)
     view.set_progress_bar_config(disable=True)
     noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
     images = view(prompts, latents=noise, **bank.settings.pipe_kwargs()).images

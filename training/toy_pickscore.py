@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,14 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from .clip_tokenizer import save_slim_clip_tokenizer
 from .preference_data import LoadReport, iter_pairs
-from .toy_models import Progress, ScenePool
+from .toy_models import Progress, ScenePool, _accelerator
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -131,10 +129,6 @@ def preference_loss(image_0, image_1, text, scale, labels) -> torch.Tensor:
     """PickScore: cross-entropy between softmax(s·cos(text, image_i)) and the vote's labels."""
     logits = scale * torch.stack([(image_0 * text).sum(-1), (image_1 * text).sum(-1)], dim=-1)
     return -(labels * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
-def _accelerator() -> Accelerator:
-    return Accelerator(mixed_precision=os.environ.get("TOY_MIXED_PRECISION", "bf16" if torch.cuda.is_available() else "no"))
 
 
 def run(cfg: PickScoreTrainConfig) -> bool:

@@ -20,11 +20,8 @@ import json
 import os
 import platform
 import statistics
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import torch
 
 from alignment import ModelLoadError, load_pipeline
@@ -33,53 +30,9 @@ from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions
 
+from .benchmarking import timed
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class PeakMemory:
-    """Peak memory of a block above what was held when it started, in bytes."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.peak = 0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            self.process, self.start, self.stop = psutil.Process(), psutil.Process().memory_info().rss, False
-            self.top = self.start
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.stop:
-            self.top = max(self.top, self.process.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.start
-        else:
-            self.stop = True
-            self.thread.join()
-            self.top = max(self.top, self.process.memory_info().rss)
-            self.peak = self.top - self.start
-
-
-def timed(device, fn, *args, **kwargs):
-    """fn(*args, **kwargs) -> (result, seconds, peak bytes above the start)."""
-    with PeakMemory(device) as mem:
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    return result, seconds, mem.peak
 
 
 def main(argv: list[str] | None = None) -> int:

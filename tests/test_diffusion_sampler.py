@@ -145,5 +145,11 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     cfg.steps = 6
     assert run(cfg)
     assert json.loads((tmp_path / "work" / "progress.json").read_text())["step"] == 6
+    # the full-scale savings: L_consistency on a random half of the preferred rows, half the rows at the sampler's t
+    cfg.steps, cfg.consistency_fraction, cfg.focus = 8, 0.5, 0.5
+    assert run(cfg)
+    for bad in (dict(consistency_fraction=0.0), dict(focus=1.5)):
+        with pytest.raises(ValueError):
+            run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "bad", **bad))
     net = GuidanceNetwork.from_pretrained(tmp_path / "net")
     assert net.config.reward_std > 0

@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--model", default="toy-sdxl", help="the pretrained pipeline (its UNet is frozen)")
     guide.add_argument("--size", choices=("toy", "sdxl"), default="toy")
     guide.add_argument("--init-from", type=Path, default=None, help="continue from an exported network")
+    guide.add_argument("--consistency-fraction", type=float, default=1.0,
+                       help="compute L_consistency (one pretrained-UNet call per row) on this random share of the "
+                            "preferred rows, weighted by its inverse; below 1 it saves UNet calls at full scale")
+    guide.add_argument("--focus", type=float, default=0.0,
+                       help="share of the rows trained at the sampler's own timesteps (the rest uniform over t)")
     guide.add_argument("--steps", type=int, default=20000)
     guide.add_argument("--batch-size", type=int, default=256, help="per process")
     guide.add_argument("--lr", type=float, default=5e-4)
@@ -153,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = GuidanceTrainConfig(
             cache=args.cache, work=args.work, export=args.export, model=args.model, size=args.size, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, beta_range=tuple(args.beta_range), eta_range=tuple(args.eta_range),
-            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from)
+            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from,
+            consistency_fraction=args.consistency_fraction, focus=args.focus)
         return 0 if run_guidance(cfg) else 3
     if args.command == "toy-pool":
         import time

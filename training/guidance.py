@@ -52,6 +52,8 @@ class GuidanceTrainConfig:
     max_minutes: float = 1e9
     save_every: int = 1000
     init_from: Path | None = None  # an exported network to continue from (fresh optimiser) when --work is new
+    consistency_fraction: float = 1.0  # share of the preferred rows whose L_consistency (one UNet call each) is computed
+    focus: float = 0.0  # share of the rows whose t is one of the sampler's own timesteps (the rest: uniform)
 
 
 class Objective(torch.nn.Module):
@@ -63,7 +65,11 @@ class Objective(torch.nn.Module):
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
         self.resolution = resolution
 
-    def forward(self, x0, prompt_embeds, text_embeds, rewards, preferred, t, noise, beta, eta):
+    def forward(self, x0, prompt_embeds, text_embeds, rewards, preferred, t, noise, beta, eta,
+                consistency_scale: float = 1.0):
+        """(loss, L_guidance, L_consistency). ``preferred`` marks the rows whose consistency term is computed
+        (with η > 0); ``consistency_scale`` weighs it (1/f when only a random fraction f of them is kept, so the
+        expected loss is unchanged)."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
         log_h, grad = grad_log_h_of(self.network, x_t, text_embeds, t, beta, eta, create_graph=True)
@@ -72,12 +78,13 @@ class Objective(torch.nn.Module):
         l_consistency = torch.zeros_like(l_guidance)
         if pref.any():
             res = self.resolution
-            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=x0.dtype).expand(int(pref.sum()), 6)
+            dtype = self.unet.dtype
+            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(int(pref.sum()), 6)
             with torch.no_grad():
-                eps = self.unet(x_t[pref].detach(), t[pref], encoder_hidden_states=prompt_embeds[pref],
-                                added_cond_kwargs={"text_embeds": text_embeds[pref], "time_ids": time_ids}).sample
+                eps = self.unet(x_t[pref].detach().to(dtype), t[pref], encoder_hidden_states=prompt_embeds[pref].to(dtype),
+                                added_cond_kwargs={"text_embeds": text_embeds[pref].to(dtype), "time_ids": time_ids}).sample
             l_consistency[pref] = consistency_loss(eps.float(), grad[pref], sigma_t[pref], noise[pref])
-        return (l_guidance.mean() + (eta * l_consistency).mean(), l_guidance.mean(),
+        return (l_guidance.mean() + consistency_scale * (eta * l_consistency).mean(), l_guidance.mean(),
                 l_consistency.sum() / pref.sum().clamp(min=1))
 
 
@@ -90,6 +97,10 @@ def draw_conditions(rng: np.random.Generator, n: int, beta_range, eta_range) -> 
 
 
 def run(cfg: GuidanceTrainConfig) -> bool:
+    if not 0 < cfg.consistency_fraction <= 1:
+        raise ValueError(f"consistency_fraction must be in (0, 1], got {cfg.consistency_fraction}")
+    if not 0 <= cfg.focus <= 1:
+        raise ValueError(f"focus must be in [0, 1], got {cfg.focus}")
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
@@ -114,6 +125,8 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     if (cfg.work / "state").exists():
         accelerator.load_state(cfg.work / "state")
     n_train = len(pipe.scheduler.alphas_cumprod)
+    pipe.scheduler.set_timesteps(preset.steps if preset else 1)
+    sampler_t = pipe.scheduler.timesteps.long().cpu().numpy()  # where the guided sampler will ask for ∇log h
     start = progress.data["step"]
     if accelerator.is_main_process:
         print(f"guidance: {n} cached images, reward mean {r_mean:.3f} std {r_std:.3f}, "
@@ -125,16 +138,20 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
         idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
         beta, eta = draw_conditions(rng, cfg.batch_size, cfg.beta_range, cfg.eta_range)
-        t = torch.from_numpy(rng.integers(0, n_train, cfg.batch_size)).to(device)
+        t = rng.integers(0, n_train, cfg.batch_size)
+        if cfg.focus > 0:
+            t = np.where(rng.random(cfg.batch_size) < cfg.focus, rng.choice(sampler_t, cfg.batch_size), t)
+        t = torch.from_numpy(t).to(device)
         x0 = data["latents"][idx].float()
         noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
+        keep = torch.from_numpy(rng.random(cfg.batch_size) < cfg.consistency_fraction).to(device)
         lr = cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g in opt.param_groups:
             g["lr"] = lr
         loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
-                                   data["rewards"][idx], data["preferred"][idx],
+                                   data["rewards"][idx], data["preferred"][idx] & keep,
                                    t, noise, torch.from_numpy(beta).float().to(device),
-                                   torch.from_numpy(eta).float().to(device))
+                                   torch.from_numpy(eta).float().to(device), 1.0 / cfg.consistency_fraction)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
                                      "--beta-range, then resume (the last saved state is intact)")

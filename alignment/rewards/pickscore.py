@@ -26,15 +26,27 @@ class CLIPModelReward(Reward):
                  dtype: torch.dtype = torch.float32):
         from transformers import CLIPModel, CLIPProcessor
 
-        self.name = name
         try:
-            self.model = CLIPModel.from_pretrained(model, dtype=dtype).eval().requires_grad_(False)
-            self.processor = CLIPProcessor.from_pretrained(processor or model)
-        except Exception as e:  # noqa: BLE001 - one clear message for every way of failing
+            clip = CLIPModel.from_pretrained(model, dtype=dtype)
+            proc = CLIPProcessor.from_pretrained(processor or model)
+        except Exception as e:
             raise ModelLoadError(
                 f"could not load the {name} reward from {model!r} (processor {processor or model!r}): "
                 f"{type(e).__name__}: {str(e)[:300]}. Fix: give a local folder with a CLIPModel and its processor, "
                 "or allow access to huggingface.co") from e
+        self._use(clip, proc, name, device)
+
+    @classmethod
+    def from_model(cls, model, processor, *, name: str = "pickscore", device=None) -> CLIPModelReward:
+        """The reward of an already built ``CLIPModel`` and ``CLIPProcessor`` (e.g. a random-weight full-size
+        model for a benchmark), scored by the very same code."""
+        reward = cls.__new__(cls)
+        reward._use(model, processor, name, device)
+        return reward
+
+    def _use(self, model, processor, name: str, device) -> None:
+        self.name, self.processor = name, processor
+        self.model = model.eval().requires_grad_(False)
         if device is not None:
             self.model.to(device)
         ip = self.processor.image_processor

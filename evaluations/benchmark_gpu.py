@@ -1,0 +1,353 @@
+"""Real scale on one GPU (issue 7): the full-size architectures with random weights, bf16, the project's own
+samplers and training step, each configuration measured side by side with its baseline in one run.
+
+    python -m evaluations.benchmark_gpu --sections sdxl sd35 training
+
+* ``sdxl``: SDXL-Turbo at 512², one step — baseline, guided (the SDXL-size guidance network, about 73 MB) and
+  Tweedie/backprop (through the full UNet, the full VAE decoder and a full PickScore-architecture reward), at
+  batch 1 and 8: seconds per image and peak memory, as ratios to the baseline.
+* ``sd35``: SD3.5-Large-Turbo at 1024², four steps — baseline, best-of-N and IS-guided for each N, every bank made
+  cold (a fresh seed), in batches of ``--bank-batch``: seconds per image and peak memory.
+* ``training``: one guidance-network step (``training.guidance.Objective``: both loss terms, the frozen UNet for
+  L_consistency) against one Diffusion-DPO step (policy UNet forward and backward on both images of each pair,
+  frozen reference UNet forward, AdamW), same pairs, bf16; and the one-off cost of caching latents, text embeddings
+  and rewards per image (``training.guidance_data.encode_rows``), amortised over a Pick-a-Pic-v1 epoch.
+
+Peak memory: ``torch.cuda.max_memory_allocated`` over the call, absolute and above what was held before it.
+Writes ``evaluations/results/benchmark_gpu.json`` (``--out``) with the card's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from alignment import load_pipeline
+from alignment.diffusion_sampler import sample_baseline, sample_guided, sample_tweedie
+from alignment.flow_sampler import baseline, best_of_n, sample_is
+from alignment.guidance_network import GuidanceNetwork
+from alignment.presets import find_preset
+from alignment.rewards import load_reward
+from alignment.sample_bank import SampleBank
+from toyworld import sample_captions
+
+from . import real_scale
+from .benchmarking import PeakMemory, machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BF16 = torch.bfloat16
+PICK_A_PIC_V1_PAIRS = 583_000  # training pairs of yuvalkirstain/pickapic_v1 (rounded as the issue quotes it)
+
+
+class Scale:
+    """What is benchmarked: the real architectures on CUDA, or (``--smoke``) the toy presets on the CPU, which
+    runs every line of this script in seconds (tests/test_benchmark_gpu.py)."""
+
+    def __init__(self, smoke: bool):
+        self.smoke = smoke
+        self.device = torch.device("cpu" if smoke else "cuda")
+        self.dtype = torch.float32 if smoke else BF16
+
+    def diffusion(self):
+        if self.smoke:
+            return load_pipeline("toy-sdxl", device="cpu")[0], find_preset("toy-sdxl")
+        return real_scale.sdxl_turbo("cuda", BF16), find_preset("sdxl-turbo")
+
+    def flow(self):
+        if self.smoke:
+            return load_pipeline("toy-sd3", device="cpu")[0], find_preset("toy-sd3")
+        return real_scale.sd35_large_turbo("cuda", BF16), find_preset("sd3.5-large-turbo")
+
+    def reward(self):
+        return load_reward("toy-pickscore") if self.smoke else real_scale.pickscore("cuda", BF16)
+
+    def network(self) -> GuidanceNetwork:
+        return GuidanceNetwork.toy_size() if self.smoke else GuidanceNetwork.sdxl_size()
+
+
+SCALE = Scale(smoke=False)
+
+
+def synchronize() -> None:
+    if SCALE.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(fn, *args, **kwargs) -> dict:
+    """One call: seconds (synchronised) and peak memory, absolute and above the start, in GiB."""
+    with PeakMemory(SCALE.device) as mem:
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        synchronize()
+        seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if SCALE.device.type == "cuda" else mem.top
+    return {"seconds": seconds, "peak_above_gib": mem.peak / 2**30, "peak_gib": peak / 2**30}
+
+
+def interleaved(configs: dict, repeats: int, warmup: int) -> dict:
+    """Every config ``warmup`` times, then ``repeats`` rounds of all configs in turn; medians and worst peaks."""
+    for _ in range(warmup):
+        for fn in configs.values():
+            fn(10**6)
+    runs = {name: [] for name in configs}
+    for r in range(repeats):
+        for name, fn in configs.items():
+            runs[name].append(measure(fn, r))
+    return {name: {"seconds": statistics.median(m["seconds"] for m in ms),
+                   "peak_gib": max(m["peak_gib"] for m in ms),
+                   "peak_above_gib": max(m["peak_above_gib"] for m in ms),
+                   "all_seconds": [round(m["seconds"], 4) for m in ms]} for name, ms in runs.items()}
+
+
+def free(*objects) -> None:
+    del objects
+    gc.collect()
+    if SCALE.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def bench_sdxl(args) -> dict:
+    pipe, preset = SCALE.diffusion()
+    reward = SCALE.reward()
+    network = SCALE.network()
+    network_mb = sum(p.numel() for p in network.parameters()) * 4 / 1e6
+    network = network.to(SCALE.device, SCALE.dtype).eval()
+    out = {"unet_parameters": real_scale.n_parameters(pipe.unet), "guidance_network_fp32_mb": network_mb,
+           "reward_parameters": real_scale.n_parameters(reward.model), "steps": preset.steps,
+           "resolution": preset.resolution, "batches": {}}
+    captions = sample_captions(max(args.sdxl_batches), seed=3)
+    for batch in args.sdxl_batches:
+        prompts = captions[:batch]
+        configs = {
+            "baseline": lambda s, p=prompts: sample_baseline(pipe, p, seed=s, preset=preset),
+            "guided": lambda s, p=prompts: sample_guided(pipe, p, network=network, beta=1.0, eta=1.0, seed=s,
+                                                         preset=preset),
+            "tweedie": lambda s, p=prompts: sample_tweedie(pipe, p, reward=reward, beta=1.0, seed=s, preset=preset),
+        }
+        res = interleaved(configs, args.repeats, args.warmup)
+        base = res["baseline"]
+        for name, r in res.items():
+            r["seconds_per_image"] = r["seconds"] / batch
+            r["time_ratio"] = r["seconds"] / base["seconds"]
+            r["peak_ratio"] = r["peak_gib"] / base["peak_gib"]
+        out["batches"][str(batch)] = res
+        print(f"{preset.name} {preset.resolution}², batch {batch}: " + ", ".join(
+            f"{n} {r['seconds_per_image'] * 1e3:.1f} ms/image ({r['time_ratio']:.3f}×), peak {r['peak_gib']:.1f} GiB "
+            f"({r['peak_ratio']:.2f}×)" for n, r in res.items()), flush=True)
+    free(pipe, reward, network)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def bench_sd35(args) -> dict:
+    pipe, preset = SCALE.flow()
+    reward = SCALE.reward()
+    prompt = sample_captions(1, seed=5)
+
+    def bank():
+        return SampleBank(pipe, reward, preset=preset, batch_size=args.bank_batch)
+
+    out = {"transformer_parameters": real_scale.n_parameters(pipe.transformer), "steps": preset.steps,
+           "resolution": preset.resolution, "bank_batch": args.bank_batch, "beta": args.beta, "rows": []}
+    sample_is(pipe, prompt, seed=10**6, n=2, beta=args.beta, bank=bank())  # warm-up
+    base = measure(baseline, pipe, prompt, seed=1, bank=bank())
+    print(f"{preset.name} {preset.resolution}², baseline: {base['seconds']:.2f} s, peak {base['peak_gib']:.1f} GiB", flush=True)
+    out["baseline"] = base
+    for n in args.ns:
+        bon_bank, is_bank = bank(), bank()
+        bon = measure(best_of_n, pipe, prompt, seed=2 * n, n=n, bank=bon_bank)
+        holder = {}
+
+        def guided(seed, b, n=n):
+            holder["result"] = sample_is(pipe, prompt, seed=seed, n=n, beta=args.beta, bank=b)
+
+        cold = measure(guided, 2 * n + 1, is_bank)
+        warm = measure(lambda: sample_is(pipe, prompt, seed=2 * n + 1, n=n, beta=2 * args.beta, bank=is_bank))
+        row = {"n": n, "bon": bon, "is": cold, "is_new_beta": warm, "is_over_bon": cold["seconds"] / bon["seconds"],
+               "bon_seconds_per_base": bon["seconds"] / base["seconds"],
+               "bank_bytes": is_bank.get(prompt[0], 2 * n + 1, n).nbytes,
+               "ess_b_mean": float(holder["result"].ess_b.mean())}
+        out["rows"].append(row)
+        print(f"N={n:3d}: best-of-N {bon['seconds']:.2f} s (peak {bon['peak_gib']:.1f} GiB), IS {cold['seconds']:.2f} s "
+              f"(peak {cold['peak_gib']:.1f} GiB), IS/BoN {row['is_over_bon']:.3f}; new β on the bank "
+              f"{warm['seconds']:.2f} s", flush=True)
+        free(bon_bank, is_bank)
+    free(pipe, reward)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def dpo_loss(policy, reference, x0_w, x0_l, prompt_embeds, added, t, noise, alphas_cumprod, beta_dpo=5000.0):
+    """Diffusion-DPO (Wallace et al. 2023): −log σ(−β/2 · [(‖ε_θ(w) − ε‖² − ‖ε_θ(l) − ε‖²) − (same for the reference)])."""
+    a = alphas_cumprod[t].view(-1, 1, 1, 1)
+    x = torch.cat([x0_w, x0_l])
+    eps = torch.cat([noise, noise])
+    tt = torch.cat([t, t])
+    x_t = a.repeat(2, 1, 1, 1).sqrt() * x + (1 - a.repeat(2, 1, 1, 1)).sqrt() * eps
+    pe = torch.cat([prompt_embeds, prompt_embeds])
+    cond = {k: torch.cat([v, v]) for k, v in added.items()}
+    pred = policy(x_t, tt, encoder_hidden_states=pe, added_cond_kwargs=cond).sample
+    with torch.no_grad():
+        ref = reference(x_t, tt, encoder_hidden_states=pe, added_cond_kwargs=cond).sample
+    err = ((pred.float() - eps.float()) ** 2).mean(dim=(1, 2, 3))
+    ref_err = ((ref.float() - eps.float()) ** 2).mean(dim=(1, 2, 3))
+    n = x0_w.shape[0]
+    diff = (err[:n] - err[n:]) - (ref_err[:n] - ref_err[n:])
+    return -F.logsigmoid(-0.5 * beta_dpo * diff).mean()
+
+
+def bench_training(args) -> dict:
+    from training.guidance import Objective
+    from training.guidance_data import encode_rows
+
+    pipe, preset = SCALE.diffusion()
+    reward = SCALE.reward()
+    dev, dtype = SCALE.device, SCALE.dtype
+    res = preset.resolution
+    latent = (pipe.unet.config.in_channels, res // pipe.vae_scale_factor, res // pipe.vae_scale_factor)
+    text = (pipe.tokenizer.model_max_length, pipe.unet.config.cross_attention_dim)
+    pooled = pipe.text_encoder_2.config.projection_dim
+    pairs = args.train_pairs
+    g = torch.Generator(dev).manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, device=dev, generator=g)
+
+    n_train = pipe.scheduler.config.num_train_timesteps
+    ac = pipe.scheduler.alphas_cumprod.to(dev)
+
+    # the guidance step: both images of every pair, as the cache holds them
+    images = 2 * pairs
+    network = SCALE.network().to(dev)
+    objective = Objective(network, pipe.unet, ac, res)
+    opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
+    batch = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
+                 text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20,
+                 preferred=torch.arange(images, device=dev) % 2 == 0)
+
+    def guidance_step(seed, fraction):
+        rng = np.random.default_rng(seed)
+        keep = torch.from_numpy(rng.random(images) < fraction).to(dev)
+        eta = torch.from_numpy(rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)).float().to(dev)
+        beta = torch.from_numpy(np.exp(rng.uniform(-3, 1.6, images))).float().to(dev)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda"):
+            loss, _, _ = objective(batch["x0"], batch["prompt_embeds"], batch["text_embeds"], batch["rewards"],
+                                   batch["preferred"] & keep, torch.randint(0, n_train, (images,), device=dev),
+                                   randn(*batch["x0"].shape), beta, eta, 1.0 / fraction)
+        loss.backward()
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+
+    # the Diffusion-DPO step on the same pairs: policy (trainable, bf16, AdamW) and a frozen reference copy
+    reference = copy.deepcopy(pipe.unet).requires_grad_(False)
+    policy = pipe.unet.requires_grad_(True).train()
+    opt_d = torch.optim.AdamW(policy.parameters(), lr=1e-8)
+    time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=dev, dtype=dtype).expand(pairs, 6)
+    x0_w, x0_l = randn(pairs, *latent).to(dtype), randn(pairs, *latent).to(dtype)
+    pe, te = randn(pairs, *text).to(dtype), randn(pairs, pooled).to(dtype)
+
+    def dpo_step(seed):
+        t = torch.randint(0, n_train, (pairs,), device=dev)
+        loss = dpo_loss(policy, reference, x0_w, x0_l, pe, {"text_embeds": te, "time_ids": time_ids}, t,
+                        randn(pairs, *latent).to(dtype), ac)
+        loss.backward()
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+
+    configs = {"dpo_full_unet": dpo_step}
+    for f in args.consistency_fractions:
+        configs[f"guidance_consistency_{f:g}"] = lambda s, f=f: guidance_step(s, f)
+    steps = interleaved(configs, args.repeats, args.warmup)
+    for name, r in steps.items():
+        r["ratio_to_dpo"] = r["seconds"] / steps["dpo_full_unet"]["seconds"]
+        print(f"training step, {pairs} pairs: {name} {r['seconds'] * 1e3:.1f} ms ({r['ratio_to_dpo']:.3f} of DPO), "
+              f"peak {r['peak_gib']:.1f} GiB", flush=True)
+    policy.requires_grad_(False).eval()
+    free(reference, opt_d, opt_g, objective)
+
+    # the one-off cache: VAE latent, both text encoders and the reward, per image (512² JPEG-size PIL images)
+    rng = np.random.default_rng(0)
+    rows = [SimpleNamespace(caption=c, image_0=Image.fromarray(rng.integers(0, 255, (res, res, 3), dtype=np.uint8)),
+                            image_1=Image.fromarray(rng.integers(0, 255, (res, res, 3), dtype=np.uint8)),
+                            label_0=1.0, label_1=0.0, model_0="a", model_1="b")
+            for c in sample_captions(args.cache_pairs, seed=9)]
+    encode_rows(pipe, reward, rows[:2], (), args.cache_batch)  # warm-up
+    cache = [measure(encode_rows, pipe, reward, rows, (), args.cache_batch) for _ in range(args.repeats)]
+    per_image = statistics.median(c["seconds"] for c in cache) / (2 * len(rows))
+    free(pipe, reward)
+
+    epoch_steps = PICK_A_PIC_V1_PAIRS / pairs
+    dpo_epoch = epoch_steps * steps["dpo_full_unet"]["seconds"]
+    cache_epoch = 2 * PICK_A_PIC_V1_PAIRS * per_image
+    overall = {}
+    for f in args.consistency_fractions:
+        ours = cache_epoch + epoch_steps * steps[f"guidance_consistency_{f:g}"]["seconds"]
+        overall[f"{f:g}"] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch}
+    print(f"cache: {per_image * 1e3:.1f} ms per image = {cache_epoch / 3600:.2f} GPU-hours per epoch; DPO epoch "
+          f"{dpo_epoch / 3600:.2f} GPU-hours; overall " + ", ".join(
+              f"consistency {k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%}"
+              for k, v in overall.items()), flush=True)
+    return {"pairs_per_step": pairs, "steps": steps, "cache_seconds_per_image": per_image,
+            "cache_batch": args.cache_batch, "epoch_pairs": PICK_A_PIC_V1_PAIRS, "dpo_epoch_gpu_hours": dpo_epoch / 3600,
+            "cache_epoch_gpu_hours": cache_epoch / 3600, "overall": overall,
+            "assumptions": "one epoch each over the same pairs at the same batch; DPO in pure bf16 (weights, "
+                           "gradients and AdamW states), which is the cheapest way to run it, so the saving is a "
+                           "lower bound; the guidance network trains in fp32 under bf16 autocast"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluations.benchmark_gpu")
+    parser.add_argument("--sections", nargs="+", default=["sdxl", "sd35", "training"],
+                        choices=["sdxl", "sd35", "training"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--sdxl-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--ns", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--bank-batch", type=int, default=8)
+    parser.add_argument("--beta", type=float, default=0.5)
+    parser.add_argument("--train-pairs", type=int, default=4, help="pairs per training step (both methods)")
+    parser.add_argument("--consistency-fractions", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument("--cache-pairs", type=int, default=32)
+    parser.add_argument("--cache-batch", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true",
+                        help="the toy presets on the CPU instead of the real architectures on CUDA: checks the script")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    global SCALE
+    SCALE = Scale(args.smoke)
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("error: this benchmark needs a CUDA GPU (the full-size models do not fit a CPU run); "
+                         "--smoke runs it on the toy presets on the CPU")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    out = args.out or RESULTS / ("benchmark_gpu_smoke.json" if args.smoke else "benchmark_gpu.json")
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    report.update({"machine": machine(SCALE.device), "dtype": str(SCALE.dtype).removeprefix("torch."),
+                   "weights": "toy presets (smoke run)" if args.smoke else "random, from alignment/model_configs"})
+    report.setdefault("commands", {})
+    sections = {"sdxl": bench_sdxl, "sd35": bench_sd35, "training": bench_training}
+    for name in args.sections:
+        started = time.time()
+        report[name] = sections[name](args)
+        report[name]["wall_seconds"] = round(time.time() - started, 1)
+        report["commands"][name] = "python -m evaluations.benchmark_gpu " + " ".join(argv if argv is not None
+                                                                                      else sys.argv[1:])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")  # after every section: a killed run keeps the rest
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,6 +18,9 @@ import platform
 from pathlib import Path
 
 import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from PIL import Image
 
 from alignment import load_pipeline
@@ -31,20 +34,27 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_config(pipe, preset, captions, seeds, reward, batch, method, **kw) -> dict:
-    """Images, rewards, tastes and fidelities for every (seed, caption), in that order, plus seconds per image."""
-    images, rewards, seconds = [], [], 0.0
-    for seed in seeds:
-        for i in range(0, len(captions), batch):
-            part = captions[i : i + batch]
-            if method == "base":
-                out = sample_baseline(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward)
-            elif method == "guided":
-                out = sample_guided(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward, **kw)
-            else:
-                out = sample_tweedie(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward, **kw)
-            images += out.images
-            rewards += out.rewards.tolist()
-            seconds += out.seconds
+    """Images, rewards, tastes and fidelities for every (seed, caption), in that order, plus seconds per image.
+
+    The batches are dealt round-robin to the processes of ``accelerate launch`` (one process without it); each
+    batch's noise depends only on (seed, batch), so any process count gives the same images."""
+    state = PartialState()
+    jobs = [(seed, i) for seed in seeds for i in range(0, len(captions), batch)]
+    mine = []
+    for j in range(state.process_index, len(jobs), state.num_processes):
+        seed, i = jobs[j]
+        part = captions[i : i + batch]
+        if method == "base":
+            out = sample_baseline(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward)
+        elif method == "guided":
+            out = sample_guided(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward, **kw)
+        else:
+            out = sample_tweedie(pipe, part, seed=seed * 7919 + i, preset=preset, reward=reward, **kw)
+        mine.append((j, out.images, out.rewards.tolist(), out.seconds))
+    done = sorted(gather_object(mine) if state.num_processes > 1 else mine, key=lambda d: d[0])
+    images = [im for d in done for im in d[1]]
+    rewards = [r for d in done for r in d[2]]
+    seconds = sum(d[3] for d in done)  # device-seconds, summed over processes
     prompts = [c for _ in seeds for c in captions]
     tastes = [taste(im, c) for im, c in zip(images, prompts)]
     return {"images": images, "reward": np.array(rewards), "taste": np.array([t.score for t in tastes]),
@@ -70,6 +80,7 @@ def summarise(name: str, res: dict, base: dict | None, n_captions: int, n_seeds:
 
 
 def save_grid(columns: list[list[Image.Image]], path: Path, rows: int = 8, scale: int = 2) -> None:
+    rows = min(rows, *(len(col) for col in columns))
     tiles = [[np.asarray(col[r].convert("RGB").resize((64 * scale, 64 * scale), Image.NEAREST)) for col in columns]
              for r in range(rows)]
     Image.fromarray(np.concatenate([np.concatenate(t, axis=1) for t in tiles], axis=0)).save(path)
@@ -91,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "diffusion_results.json")
     args = parser.parse_args(argv)
 
-    pipe, preset = load_pipeline("toy-sdxl", device="cpu")
+    state = PartialState()  # `accelerate launch` shards the batches over its processes
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    pipe, preset = load_pipeline("toy-sdxl", device=state.device, dtype=torch.float32)
     network = GuidanceNetwork.from_pretrained(args.network)
-    reward = load_reward(args.reward)
+    reward = load_reward(args.reward, device=state.device)
     captions = sample_captions(args.captions, seed=args.caption_seed, split="heldout")
     seeds = list(range(args.seeds))
     n = (len(captions), len(seeds))
@@ -101,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
     base = run_config(pipe, preset, method="base", **common)
     rows = [summarise("base", base, None, *n)]
-    print(json.dumps(rows[-1]), flush=True)
+    say(json.dumps(rows[-1]), flush=True)
     guided = {}
     for eta in args.etas:
         for beta in args.betas:
             res = run_config(pipe, preset, method="guided", network=network, beta=beta, eta=eta, **common)
             guided[(beta, eta)] = res
             rows.append(summarise("guided", res, base, *n, beta=beta, eta=eta))
-            print(json.dumps(rows[-1]), flush=True)
+            say(json.dumps(rows[-1]), flush=True)
     best = max((r for r in rows if r["config"] == "guided"), key=lambda r: r["taste"])
     target = best["reward_gain"]
 
@@ -119,14 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     for beta in args.tweedie_betas:
         res = run_config(pipe, preset, method="tweedie", beta=beta, **probe)
         gains[beta] = float(res["reward"].mean() - probe_base["reward"].mean())
-        print(json.dumps({"tweedie_probe_beta": beta, "reward_gain": gains[beta]}), flush=True)
+        say(json.dumps({"tweedie_probe_beta": beta, "reward_gain": gains[beta]}), flush=True)
     t_beta = min(gains, key=lambda b: abs(gains[b] - target))
     tweedie = run_config(pipe, preset, method="tweedie", beta=t_beta, **common)
     rows.append(summarise("tweedie", tweedie, base, *n, beta=t_beta))
-    print(json.dumps(rows[-1]), flush=True)
+    say(json.dumps(rows[-1]), flush=True)
 
-    report = {"model": "toy-sdxl", "reward": args.reward, "network": str(args.network), "captions": len(captions),
-              "seeds": len(seeds), "split": "heldout", "machine": platform.processor() or platform.machine(),
+    if not state.is_main_process:
+        return 0
+    report = {"model": "toy-sdxl", "processes": state.num_processes, "device": str(state.device), "reward": args.reward, "network": str(args.network), "captions": len(captions),
+              "seeds": len(seeds), "split": "heldout", "machine": torch.cuda.get_device_name() if state.device.type == "cuda"
+              else platform.processor() or platform.machine(),
               "best_guided": {"beta": best["beta"], "eta": best["eta"]}, "tweedie_probe_gains": gains,
               "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{json.dumps(gains)}.\n\n" + "\n".join(lines) + "\n\n`diffusion_grid.png`: columns base | best guided | "
         "Tweedie, one held-out caption per row (the first captions, seed 0).\n")
     save_grid([base["images"], guided[(best["beta"], best["eta"])]["images"], tweedie["images"]],
-              RESULTS / "diffusion_grid.png")
+              args.out.parent / "diffusion_grid.png")
     return 0
 
 

@@ -4,6 +4,7 @@ guidance training end to end on a few cached pairs (CPU, seconds)."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -148,6 +149,13 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     # the full-scale savings: L_consistency on a random half of the preferred rows, half the rows at the sampler's t
     cfg.steps, cfg.consistency_fraction, cfg.focus = 8, 0.5, 0.5
     assert run(cfg)
+    # held-out losses: deterministic, finite, one entry per β
+    from training.guidance_eval import GuidanceEvalConfig, evaluate
+
+    ecfg = GuidanceEvalConfig(cache=tmp_path / "cache", network=tmp_path / "net", betas=(0.5, 2.0), block=5)
+    first, second = evaluate(ecfg), evaluate(ecfg)
+    assert first == second and first["images"] == 12 and set(first["by_beta"]) == {"0.5", "2"}
+    assert all(math.isfinite(v) for row in first["by_beta"].values() for v in row.values())
     for bad in (dict(consistency_fraction=0.0), dict(focus=1.5)):
         with pytest.raises(ValueError):
             run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "bad", **bad))

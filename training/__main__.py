@@ -109,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--save-every", type=int, default=1000)
     guide.add_argument("--seed", type=int, default=0)
 
+    geval = sub.add_parser("guidance-eval", help="held-out losses of a guidance network (sharded with accelerate)")
+    geval.add_argument("--cache", type=Path, required=True, help="a guidance cache of held-out images")
+    geval.add_argument("--network", type=Path, required=True)
+    geval.add_argument("--model", default="toy-sdxl")
+    geval.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    geval.add_argument("--seed", type=int, default=0)
+    geval.add_argument("--out", type=Path, default=None, help="also write the report (JSON) here")
+
     args = parser.parse_args(argv)
     if args.command == "tokenizer":
         from .clip_tokenizer import save_clip_tokenizer
@@ -161,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from,
             consistency_fraction=args.consistency_fraction, focus=args.focus)
         return 0 if run_guidance(cfg) else 3
+    if args.command == "guidance-eval":
+        from .guidance_eval import GuidanceEvalConfig, evaluate
+
+        evaluate(GuidanceEvalConfig(cache=args.cache, network=args.network, model=args.model, betas=tuple(args.betas),
+                                    seed=args.seed, out=args.out))
+        return 0
     if args.command == "toy-pool":
         import time
 

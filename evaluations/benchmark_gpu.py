@@ -196,7 +196,7 @@ def dpo_loss(policy, reference, x0_w, x0_l, prompt_embeds, added, t, noise, alph
     x = torch.cat([x0_w, x0_l])
     eps = torch.cat([noise, noise])
     tt = torch.cat([t, t])
-    x_t = a.repeat(2, 1, 1, 1).sqrt() * x + (1 - a.repeat(2, 1, 1, 1)).sqrt() * eps
+    x_t = (a.repeat(2, 1, 1, 1).sqrt() * x + (1 - a.repeat(2, 1, 1, 1)).sqrt() * eps).to(x0_w.dtype)
     pe = torch.cat([prompt_embeds, prompt_embeds])
     cond = {k: torch.cat([v, v]) for k, v in added.items()}
     pred = policy(x_t, tt, encoder_hidden_states=pe, added_cond_kwargs=cond).sample

@@ -31,6 +31,7 @@ import torch
 from alignment import ModelLoadError, load_pipeline
 from alignment.flow_guidance import check_beta
 from alignment.flow_sampler import baseline, best_of_n, sample_is
+from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank, check_n
 from toyworld import sample_captions, taste
 
@@ -57,8 +58,8 @@ def run(model: str, captions: list[str], seeds: list[int], ns: list[int], betas:
         batch: int, device: str | None, bank_dir: Path | None) -> tuple[dict, dict, float]:
     """All methods on all (caption, seed): per-method records, the images (for diversity and the grid), and the
     reward's standard deviation within a bank, averaged over banks."""
-    pipe, preset = load_pipeline(model, device=device)
-    bank = SampleBank(pipe, reward, preset=preset, batch_size=batch, cache_dir=bank_dir,
+    pipe, preset = load_pipeline(model, device=device, dtype=torch.float32)  # fp32 everywhere: CPU and GPU agree
+    bank = SampleBank(pipe, load_reward(reward, device=pipe._execution_device), preset=preset, batch_size=batch, cache_dir=bank_dir,
                       max_entries=len(captions) * len(seeds) + 1)
     records: dict[str, list[dict]] = defaultdict(list)  # method -> one record per (caption, seed)
     images: dict[tuple[str, str, int], object] = {}  # (method, caption, seed) -> image

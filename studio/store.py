@@ -9,8 +9,9 @@
     store.record_vote(session, comparison, "left")   # a second call raises VoteRefused; nothing is stored twice
 
 Every write is one transaction: it happens whole or not at all. A busy (locked) database is retried with
-exponential backoff, then reported as :class:`StoreBusy`; a read-only, full or unreachable one as
-:class:`StoreUnavailable`; a refused vote (already voted, cap reached, another session's pair) as
+exponential backoff, then reported as :class:`StoreBusy` (SQLite waits ``busy_timeout_s`` for its lock, PostgreSQL as
+long: its ``lock_timeout``; a serialization failure or deadlock is busy too); a read-only, full or unreachable one
+as :class:`StoreUnavailable`; a refused vote (already voted, cap reached, another session's pair) as
 :class:`VoteRefused`. All three are :class:`StoreError`, whose message is written for the person in front of the
 page. Bad arguments (empty prompt, NaN reward, unknown choice) raise ``ValueError`` before anything is written.
 
@@ -35,8 +36,8 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from PIL import Image
-from sqlalchemy import create_engine, event, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import create_engine, event, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from .images import ImageStore
@@ -124,7 +125,35 @@ def _text(value, what: str, max_len: int) -> str:
     return value.strip()
 
 
-def _classify(error: OperationalError) -> str:
+# PostgreSQL's SQLSTATE codes (psycopg's ``sqlstate``, psycopg2's ``pgcode``), by prefix. Busy, so retried: a
+# serialization failure, a deadlock, a lock wait past lock_timeout, too many connections. Unavailable: a read-only
+# transaction (a hot standby, default_transaction_read_only), a lost connection (08), a full disk or no memory (53),
+# a server shutting down or starting (57P).
+_BUSY_STATES = ("40001", "40P01", "55P03", "53300")
+_UNAVAILABLE_STATES = ("25006", "08", "53", "57P")
+
+
+def _text_id(value) -> str:
+    """A session or comparison id as given, or "" (which names no row) when it can't be one: not text, not ASCII
+    letters and digits, over 64 characters. PostgreSQL would refuse a NUL byte or a number with an error of its own
+    where SQLite finds nothing; both now find nothing, and the caller's "unknown ..." follows."""
+    return value if isinstance(value, str) and len(value) <= 64 and value.isascii() and value.isalnum() else ""
+
+
+def _number_id(value) -> int:
+    """A generation id as given, or 0 (which names no row) when it is not a whole number in 1..2^31-1 (PostgreSQL's
+    integer: a larger one, or text, would be an error there)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SEED else 0
+
+
+def _classify(error: DBAPIError) -> str:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if isinstance(state, str) and state.startswith(_BUSY_STATES):
+        return "busy"
+    if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
+        return "unavailable"
+    if not isinstance(error, OperationalError):  # constraint violations, bad SQL: not the database's state
+        return "other"
     message = str(error.orig if error.orig is not None else error).lower()
     if any(s in message for s in ("locked", "busy", "could not serialize", "deadlock", "lock timeout")):
         return "busy"
@@ -136,7 +165,10 @@ def _classify(error: OperationalError) -> str:
 
 def _sqlite_engine(url: str, busy_timeout_s: float):
     """SQLite with foreign keys on, WAL, a busy timeout, fsync on commit, and real BEGIN statements (pysqlite's own
-    transaction handling delays BEGIN and is bypassed, as SQLAlchemy's documentation advises)."""
+    transaction handling delays BEGIN and is bypassed, as SQLAlchemy's documentation advises). A write transaction
+    (execution option ``sqlite_write``) begins IMMEDIATE: it takes the write lock first, waiting for it with the
+    busy timeout; a deferred one that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT, no waiting) when
+    another writer committed in between, which lost votes to "busy" under concurrent voters."""
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
@@ -151,7 +183,24 @@ def _sqlite_engine(url: str, busy_timeout_s: float):
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("sqlite_write")
+                                   else "BEGIN")
+
+    return engine
+
+
+def _server_engine(url: str, busy_timeout_s: float):
+    """A database server's engine (connections checked before use). On PostgreSQL a lock wait ends after
+    ``busy_timeout_s`` (``lock_timeout``), as SQLite's busy timeout does, and is retried like a busy SQLite: without
+    it a vote would wait for as long as another connection holds its lock."""
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "connect")
+        def _lock_timeout(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET lock_timeout = {max(int(busy_timeout_s * 1000), 1)}")
+            cursor.close()
+            dbapi_connection.commit()  # SET is transactional: a rollback would undo it
 
     return engine
 
@@ -177,7 +226,7 @@ class Store:
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url, busy_timeout_s)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True)
+            self.engine = _server_engine(self.url, busy_timeout_s)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._retrying(lambda: Base.metadata.create_all(self.engine))
 
@@ -215,7 +264,7 @@ class Store:
         for attempt in range(self.retries + 1):
             try:
                 return work()
-            except OperationalError as e:
+            except DBAPIError as e:
                 kind = _classify(e)
                 if kind == "busy" and attempt < self.retries:
                     self._sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
@@ -229,10 +278,13 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
-    def _transaction(self, work: Callable) -> T:
-        """``work(session)`` in one transaction, committed whole or rolled back, with retries."""
+    def _transaction(self, work: Callable, *, write: bool = True) -> T:
+        """``work(session)`` in one transaction, committed whole or rolled back, with retries. A ``write`` one
+        takes SQLite's write lock at its start (see :func:`_sqlite_engine`)."""
         def once():
             with self._session.begin() as s:
+                if write:
+                    s.connection(execution_options={"sqlite_write": True})
                 return work(s)
         return self._retrying(once)
 
@@ -300,9 +352,10 @@ class Store:
         comparison_id = secrets.token_hex(16)
 
         def write(s):
-            if s.get(Session, session_id) is None:
+            if s.get(Session, _text_id(session_id)) is None:
                 raise ValueError("unknown session: reload the page to start a new one")
-            left, right = s.get(Generation, left_generation_id), s.get(Generation, right_generation_id)
+            left = s.get(Generation, _number_id(left_generation_id))
+            right = s.get(Generation, _number_id(right_generation_id))
             if left is None or right is None:
                 raise ValueError(f"unknown generation id {left_generation_id if left is None else right_generation_id}")
             if left.id == right.id:
@@ -322,7 +375,7 @@ class Store:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
 
         def write(s):
-            comparison = s.get(Comparison, comparison_id) if isinstance(comparison_id, str) else None
+            comparison = s.get(Comparison, _text_id(comparison_id))
             if comparison is None:
                 raise ValueError("unknown comparison: ask for a new pair")
             if comparison.session_id != session_id:
@@ -331,7 +384,11 @@ class Store:
                 raise VoteRefused("You already voted on this pair; the first vote counts.")
             client = s.scalar(select(Session.client_hash).where(Session.id == session_id))
             if client is not None:
-                used = s.scalar(select(func.sum(Session.vote_count)).where(Session.client_hash == client)) or 0
+                # The client's sessions are locked (in id order, so two voters can't deadlock) until this vote is
+                # committed: on PostgreSQL concurrent votes of one client would otherwise each read the same total
+                # and pass its cap together. SQLite, one writer at a time, leaves FOR NO KEY UPDATE out.
+                used = sum(s.scalars(select(Session.vote_count).where(Session.client_hash == client)
+                                     .order_by(Session.id).with_for_update(key_share=True)))
                 if used >= self.client_vote_cap:
                     raise VoteRefused(f"This connection has reached its limit of {self.client_vote_cap} votes. "
                                       "Thank you!")
@@ -352,27 +409,29 @@ class Store:
     def generation(self, generation_id: int) -> dict:
         """Everything about one generation (its configuration included): for after the vote, never before."""
         def read(s):
-            row = s.get(Generation, generation_id)
+            row = s.get(Generation, _number_id(generation_id))
             if row is None:
                 raise ValueError(f"unknown generation id {generation_id}")
             return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
                         method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
                         latency_s=row.latency_s, image_sha256=row.image_sha256)
-        return self._transaction(read)
+        return self._transaction(read, write=False)
 
     def comparison(self, comparison_id: str) -> dict:
         """A comparison: its session, the two generation ids by side, and the vote's choice (None before it)."""
         def read(s):
-            row = s.get(Comparison, comparison_id) if isinstance(comparison_id, str) else None
+            row = s.get(Comparison, _text_id(comparison_id))
             if row is None:
                 raise ValueError("unknown comparison: ask for a new pair")
             choice = s.scalar(select(Vote.choice).where(Vote.comparison_id == comparison_id))
             return dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
                         right_generation_id=row.right_generation_id, choice=choice)
-        return self._transaction(read)
+        return self._transaction(read, write=False)
 
     def votes_left(self, session_id: str) -> int:
-        count = self._transaction(lambda s: s.scalar(select(Session.vote_count).where(Session.id == session_id)))
+        session_id = _text_id(session_id)
+        count = self._transaction(lambda s: s.scalar(select(Session.vote_count).where(Session.id == session_id)),
+                                  write=False)
         if count is None:
             raise ValueError("unknown session: reload the page to start a new one")
         return max(self.vote_cap - count, 0)

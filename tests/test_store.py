@@ -1,19 +1,26 @@
-"""The vote store: schema on a fresh SQLite file, images once by hash and without metadata, one vote per pair,
-vote caps, a locked or read-only database turned into a clear error, bad input refused before anything is
-written."""
+"""The vote store: schema on a fresh database, images once by hash and without metadata, one vote per pair,
+vote caps, a locked, read-only or unreachable database turned into a clear error, bad input refused before
+anything is written.
 
+Tests that take ``store`` or ``database_url`` run twice: on a SQLite file and on a fresh PostgreSQL database
+(``tests/postgres.py``; skipped without ``STUDIO_TEST_POSTGRES_URL``, failed under ``STUDIO_POSTGRES_TESTS=required``).
+SQLite's own settings and failure modes are tested on SQLite only."""
+
+import contextlib
 import errno
 import hashlib
 import hmac
+import socket
 import sqlite3
 import threading
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, make_url, select, text
+from sqlalchemy.pool import NullPool
 
-from studio.schema import Generation, Prompt, Vote
+from studio.schema import Generation, Prompt, Session, Vote
 from studio.store import (Store, StoreBusy, StoreUnavailable, VoteRefused, clean_prompt, config_label,
                           default_data_dir)
 
@@ -29,10 +36,22 @@ def _generation(store, value, prompt="a red star", **overrides):
     return store.add_generation(prompt, _img(value), **kwargs)
 
 
+def _store(url, tmp_path, **kwargs) -> Store:
+    settings = dict(vote_cap=3, client_vote_cap=5, client_salt="test-salt")
+    settings.update(kwargs)
+    return Store(url, tmp_path / "data", **settings)
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'votes.sqlite'}", tmp_path / "data", vote_cap=3, client_vote_cap=5,
-              client_salt="test-salt")
+def store(database_url, tmp_path):
+    s = _store(database_url, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    s = _store(f"sqlite:///{tmp_path / 'votes.sqlite'}", tmp_path)
     yield s
     s.close()
 
@@ -48,22 +67,27 @@ def _pair(store, session):
     return store.create_comparison(session, a, b)
 
 
-def test_schema_and_sqlite_settings(store):
+def test_schema(store):
     assert {"sessions", "prompts", "generations", "comparisons", "votes"} <= set(inspect(store.engine).get_table_names())
+    assert (store.data_dir / ".gitignore").read_text() == "*\n"  # a local data folder stays out of git
+
+
+def test_sqlite_settings(sqlite_store):
+    store = sqlite_store
     with store.engine.connect() as c:
         assert c.scalar(text("PRAGMA journal_mode")) == "wal"
         assert c.scalar(text("PRAGMA foreign_keys")) == 1
         assert c.scalar(text("PRAGMA busy_timeout")) == 2000
-    assert (store.data_dir / ".gitignore").read_text() == "*\n"  # a local data folder stays out of git
 
 
-def test_settings_from_the_environment(tmp_path, monkeypatch):
+def test_settings_from_the_environment(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "d"))
-    monkeypatch.setenv("STUDIO_DATABASE_URL", f"sqlite:///{tmp_path / 'env.sqlite'}")
+    monkeypatch.setenv("STUDIO_DATABASE_URL", database_url)
     monkeypatch.setenv("STUDIO_VOTE_CAP", "7")
     assert default_data_dir() == tmp_path / "d"
     s = Store()
-    assert s.url.endswith("env.sqlite") and s.vote_cap == 7 and (tmp_path / "env.sqlite").exists()
+    assert s.url == database_url and s.vote_cap == 7 and "votes" in inspect(s.engine).get_table_names()
+    assert s.engine.dialect.name == database_url.split(":")[0].split("+")[0]
     assert (tmp_path / "d" / "client_salt").stat().st_mode & 0o077 == 0  # the salt is private
     s.close()
 
@@ -192,6 +216,19 @@ def test_vote_caps_per_session_and_per_client(store):
     store.record_vote(other, _pair(store, other), "left")
 
 
+def test_vote_records_read_back_the_same_on_every_database(store):
+    session = store.start_session("198.51.100.4")
+    comparison = _pair(store, session)
+    store.record_vote(session, comparison, "both_bad")
+    votes, generations = store.vote_records(), store.generation_records()
+    assert len(votes) == 1 and len(generations) == 2
+    vote = votes.iloc[0]
+    assert vote["choice"] == "both_bad" and vote["comparison_id"] == comparison and vote["prompt"] == "a red star"
+    assert vote["right_config"] == {"beta": 0.5} and vote["left_rewards"] == {"toy-taste": 5.0}
+    assert str(votes["voted_at"].dt.tz) == "UTC" and str(generations["created_at"].dt.tz) == "UTC"
+    assert list(generations["latency_s"]) == [0.1, 0.1] and list(generations["seed"]) == [0, 0]
+
+
 def test_client_address_is_kept_only_as_a_salted_hash(store, tmp_path):
     store.start_session("198.51.100.4")
     with store.engine.connect() as c:
@@ -199,6 +236,8 @@ def test_client_address_is_kept_only_as_a_salted_hash(store, tmp_path):
     assert stored == hmac.new(b"test-salt", b"198.51.100.4", hashlib.sha256).hexdigest()
     assert stored != hashlib.sha256(b"198.51.100.4").hexdigest()
     store.close()
+    if store.engine.dialect.name != "sqlite":  # the server's files are not ours to read
+        return
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("votes.sqlite*"))
     assert b"198.51.100.4" not in raw
 
@@ -216,6 +255,26 @@ def test_votes_are_refused_for_other_sessions_unknown_pairs_and_bad_choices(stor
     assert _count(store, Vote) == 0 and store.votes_left(mine) == 3
 
 
+@pytest.mark.parametrize("bad_id", ["", "a\x00b", "z" * 65, "ab; DROP TABLE votes", 7, 2**40, None, True, 1.5])
+def test_ids_that_name_no_row_are_unknown_on_every_database(store, bad_id):
+    session = store.start_session()
+    comparison, generation = _pair(store, session), _generation(store, 3)
+    with pytest.raises(ValueError, match="unknown session"):
+        store.votes_left(bad_id)
+    with pytest.raises(ValueError, match="unknown session"):
+        store.create_comparison(bad_id, generation, generation - 1)
+    with pytest.raises(ValueError, match="unknown comparison"):
+        store.record_vote(session, bad_id, "left")
+    with pytest.raises(ValueError, match="unknown comparison"):
+        store.comparison(bad_id)
+    if bad_id not in (7, True):  # those two may name real generations (True == 1)
+        with pytest.raises(ValueError, match="unknown generation"):
+            store.generation(bad_id)
+        with pytest.raises(ValueError, match="unknown generation"):
+            store.create_comparison(session, generation, bad_id)
+    assert store.comparison(comparison)["choice"] is None and _count(store, Vote) == 0
+
+
 def test_comparisons_need_two_generations_of_one_prompt(store):
     session = store.start_session()
     a, b = _generation(store, 1), _generation(store, 2, prompt="a blue ring")
@@ -229,21 +288,38 @@ def test_comparisons_need_two_generations_of_one_prompt(store):
         store.create_comparison("nope", a, _generation(store, 3))
 
 
-def test_a_locked_database_is_retried_with_backoff_then_reported(tmp_path):
-    path = tmp_path / "locked.sqlite"
+@contextlib.contextmanager
+def _write_lock(url):
+    """Another process holds the database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the vote tables
+    locked against writers, readers still let through)."""
+    if url.startswith("sqlite"):
+        holder = sqlite3.connect(make_url(url).database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    else:
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as holder:
+                holder.execute(text("LOCK TABLE sessions, votes IN EXCLUSIVE MODE"))
+                yield
+                holder.rollback()
+        finally:
+            engine.dispose()
+
+
+def test_a_locked_database_is_retried_with_backoff_then_reported(database_url, tmp_path):
     waits = []
-    store = Store(f"sqlite:///{path}", tmp_path / "data", vote_cap=3, busy_timeout_s=0.05, retries=3,
-                  backoff_s=0.01, sleep=waits.append)
+    store = Store(database_url, tmp_path / "data", vote_cap=3, busy_timeout_s=0.05, retries=3, backoff_s=0.01,
+                  sleep=waits.append)
     session = store.start_session()
     comparison = _pair(store, session)
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
+    with _write_lock(database_url):
         with pytest.raises(StoreBusy, match="busy.*nothing was saved"):
             store.record_vote(session, comparison, "left")
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert len(waits) == 3
     assert all(0.005 * 2**k <= w <= 0.015 * 2**k for k, w in enumerate(waits))  # exponential, with jitter
     assert _count(store, Vote) == 0 and store.votes_left(session) == 3
@@ -252,12 +328,54 @@ def test_a_locked_database_is_retried_with_backoff_then_reported(tmp_path):
     store.close()
 
 
-def test_a_read_only_database_is_reported_clearly(tmp_path):
-    path = tmp_path / "ro.sqlite"
-    Store(f"sqlite:///{path}", tmp_path / "data").close()
-    store = Store(f"sqlite:///file:{path}?mode=ro&uri=true", tmp_path / "data")
+def test_a_read_only_database_is_reported_clearly(database_url, tmp_path):
+    Store(database_url, tmp_path / "data").close()
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///file:{make_url(database_url).database}?mode=ro&uri=true"
+    else:  # a read-only database, as a hot standby is
+        url = database_url
+        engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        with engine.connect() as c:
+            c.execute(text(f'ALTER DATABASE "{make_url(url).database}" SET default_transaction_read_only = on'))
+        engine.dispose()
+    store = Store(url, tmp_path / "data")
     with pytest.raises(StoreUnavailable, match="can't be written"):
         store.start_session()
+    store.close()
+
+
+def test_an_unreachable_server_is_reported_clearly(tmp_path):
+    pytest.importorskip("psycopg")
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreUnavailable, match="can't be written.*unreachable"):
+        Store(f"postgresql+psycopg://studio@127.0.0.1:{port}/studio", tmp_path / "data")
+
+
+def test_concurrent_votes_of_one_client_keep_its_cap(database_url, tmp_path):
+    store = _store(database_url, tmp_path, client_vote_cap=5, retries=12)
+    sessions = [store.start_session("198.51.100.4") for _ in range(9)]
+    pairs = [_pair(store, session) for session in sessions]
+    outcomes, barrier = [], threading.Barrier(len(sessions))
+
+    def vote(session, comparison):
+        barrier.wait()
+        try:
+            store.record_vote(session, comparison, "left")
+            outcomes.append("stored")
+        except VoteRefused as e:
+            outcomes.append("refused" if "limit of 5" in str(e) else str(e))
+
+    threads = [threading.Thread(target=vote, args=pair) for pair in zip(sessions, pairs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 4 + ["stored"] * 5
+    assert _count(store, Vote) == 5
+    with store.engine.connect() as c:
+        assert c.scalar(select(func.sum(Session.vote_count))) == 5
     store.close()
 
 

@@ -147,8 +147,40 @@ def bench_sdxl(args) -> dict:
         print(f"{preset.name} {preset.resolution}², batch {batch}: " + ", ".join(
             f"{n} {r['seconds_per_image'] * 1e3:.1f} ms/image ({r['time_ratio']:.3f}×), peak {r['peak_gib']:.1f} GiB "
             f"({r['peak_ratio']:.2f}×)" for n, r in res.items()), flush=True)
+    if args.profile:
+        out["guidance_term_ms"] = profile_guided(pipe, preset, network, captions)
     free(pipe, reward, network)
     return out
+
+
+def profile_guided(pipe, preset, network, captions) -> dict:
+    """Where a guided call's extra time goes: the guidance term alone (forward and input gradient of the network)
+    timed per batch, and torch.profiler tables of one baseline and one guided call at batch 1."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from alignment.diffusion_guidance import grad_log_h_of
+
+    term = {}
+    for batch in (1, 8):
+        x = torch.randn(batch, 4, preset.resolution // 8, preset.resolution // 8, device=SCALE.device, dtype=SCALE.dtype)
+        text = torch.randn(batch, network.config.text_dim, device=SCALE.device, dtype=SCALE.dtype)
+        t = torch.full((batch,), 999, device=SCALE.device)
+        for _ in range(3):
+            grad_log_h_of(network, x, text, t, 1.0, 1.0)
+        runs = [measure(grad_log_h_of, network, x, text, t, 1.0, 1.0)["seconds"] for _ in range(20)]
+        term[str(batch)] = statistics.median(runs) * 1e3
+    print(f"guidance term alone (forward + input gradient): {term} ms", flush=True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if SCALE.device.type == "cuda" else [])
+    for name, fn in (("baseline", lambda: sample_baseline(pipe, captions[:1], seed=0, preset=preset)),
+                     ("guided", lambda: sample_guided(pipe, captions[:1], network=network, beta=1.0, eta=1.0, seed=0,
+                                                      preset=preset))):
+        fn()
+        with profile(activities=activities) as prof:
+            fn()
+            synchronize()
+        print(f"--- profile: {name}, batch 1", flush=True)
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=14, max_name_column_width=48), flush=True)
+    return term
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -322,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consistency-fractions", type=float, nargs="+", default=[1.0, 0.25])
     parser.add_argument("--cache-pairs", type=int, default=32)
     parser.add_argument("--cache-batch", type=int, default=32)
+    parser.add_argument("--profile", action="store_true", help="sdxl: also profile a guided call at batch 1")
     parser.add_argument("--smoke", action="store_true",
                         help="the toy presets on the CPU instead of the real architectures on CUDA: checks the script")
     parser.add_argument("--out", type=Path, default=None)

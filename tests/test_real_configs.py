@@ -199,3 +199,23 @@ def test_sd35_vae(built):
     latents = vae.encode(_meta(1, 3, 1024, 1024)).latent_dist.mean
     assert latents.shape == (1, 16, 128, 128)
     assert vae.decode(_meta(1, 16, 128, 128)).sample.shape == (1, 3, 1024, 1024)
+
+
+def test_the_benchmark_builds_the_real_pipelines_and_reward():
+    """evaluations.real_scale: the diffusers pipelines and the PickScore reward at full size, on meta here."""
+    from diffusers import StableDiffusion3Pipeline, StableDiffusionXLPipeline
+
+    from evaluations import real_scale
+
+    sdxl = real_scale.sdxl_turbo("meta", torch.bfloat16)
+    assert isinstance(sdxl, StableDiffusionXLPipeline) and sdxl.unet.dtype == torch.bfloat16
+    assert sdxl.text_encoder_2.dtype == torch.bfloat16  # not the config's float16
+    assert real_scale.n_parameters(sdxl.unet) == pytest.approx(2.567e9, rel=0.005)
+    assert sdxl.scheduler.config.timestep_spacing == "trailing"
+    sd35 = real_scale.sd35_large_turbo("meta", torch.bfloat16)
+    assert isinstance(sd35, StableDiffusion3Pipeline) and sd35.text_encoder_3 is None
+    assert real_scale.n_parameters(sd35.transformer) == pytest.approx(8.06e9, rel=0.01)
+    assert sd35.scheduler.config.shift == 3.0
+    reward = real_scale.pickscore("meta", torch.bfloat16)
+    assert real_scale.n_parameters(reward.model) == pytest.approx(0.986e9, rel=0.01) and reward.size == 224
+    assert torch.get_default_dtype() == torch.float32  # the builders restore it

@@ -161,11 +161,14 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         opt.zero_grad(set_to_none=True)
         bar.update(1)
         bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
-        if step % cfg.save_every == 0 or time.time() > deadline:
+        if time.time() > deadline:
+            accelerator.set_trigger()
+        pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang
+        if step % cfg.save_every == 0 or pause:
             accelerator.save_state(cfg.work / "state")
             if accelerator.is_main_process:
                 progress.save(step=step)
-            if time.time() > deadline:
+            if pause:
                 finished = False
                 break
     bar.close()
@@ -180,5 +183,6 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         (Path(cfg.export) / "training.json").write_text(json.dumps(
             {"step": step, "finished": finished, "cache": str(cfg.cache), "model": cfg.model,
              "batch_size": cfg.batch_size, "processes": accelerator.num_processes, "lr": cfg.lr}, indent=1))
+    accelerator.wait_for_everyone()  # no process may exit (and make the launcher kill the rest) before the export
     print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
     return finished

@@ -340,6 +340,58 @@ def bench_training(args) -> dict:
                            "lower bound; the guidance network trains in fp32 under bf16 autocast"}
 
 
+def render(report: dict) -> str:
+    """The report as markdown tables (what README's Performance section quotes)."""
+    m = report.get("machine", {})
+    lines = [f"# Real-scale benchmark: {m.get('gpu') or m.get('cpu')}, {report.get('dtype')}, {report.get('weights')}", ""]
+    if "sdxl" in report:
+        r = report["sdxl"]
+        lines += [f"## SDXL-Turbo, {r['resolution']}², {r['steps']} step (`{report['commands'].get('sdxl', '')}`)", "",
+                  f"UNet {r['unet_parameters'] / 1e9:.2f} B parameters; guidance network "
+                  f"{r['guidance_network_fp32_mb']:.1f} MB (fp32 size; run in bf16); Tweedie through the full VAE "
+                  f"decoder and a {r['reward_parameters'] / 1e9:.2f} B-parameter PickScore-architecture reward.", "",
+                  "| batch | method | ms per image | × baseline | peak GiB | × baseline peak | all runs (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        for batch, res in r["batches"].items():
+            for name, x in res.items():
+                lines.append(f"| {batch} | {name} | {x['seconds_per_image'] * 1e3:.1f} | {x['time_ratio']:.3f} | "
+                             f"{x['peak_gib']:.1f} | {x['peak_ratio']:.2f} | {x['all_seconds']} |")
+        if "guidance_term_ms" in r:
+            lines += ["", f"The guidance term alone (network forward + input gradient), ms per call by batch: "
+                          f"{ {k: round(v, 2) for k, v in r['guidance_term_ms'].items()} }."]
+        lines.append("")
+    if "sd35" in report:
+        r = report["sd35"]
+        b = r["baseline"]
+        lines += [f"## SD3.5-Large-Turbo, {r['resolution']}², {r['steps']} steps (`{report['commands'].get('sd35', '')}`)",
+                  "", f"Transformer {r['transformer_parameters'] / 1e9:.2f} B parameters, no T5 (see "
+                  f"evaluations/real_scale.py); banks made cold in batches of {r['bank_batch']}; β = {r['beta']}. "
+                  f"Baseline (one image): {b['seconds']:.2f} s, peak {b['peak_gib']:.1f} GiB.", "",
+                  "| N | best-of-N s | IS s | IS / best-of-N | new β on the bank s | peak GiB (BoN / IS) | bank MiB | "
+                  "mean ESS(b) |", "|---|---|---|---|---|---|---|---|"]
+        for x in r["rows"]:
+            lines.append(f"| {x['n']} | {x['bon']['seconds']:.2f} | {x['is']['seconds']:.2f} | {x['is_over_bon']:.3f} | "
+                         f"{x['is_new_beta']['seconds']:.2f} | {x['bon']['peak_gib']:.1f} / {x['is']['peak_gib']:.1f} | "
+                         f"{x['bank_bytes'] / 2**20:.1f} | {x['ess_b_mean']:.2f} |")
+        lines.append("")
+    if "training" in report:
+        r = report["training"]
+        lines += [f"## Training cost, {r['pairs_per_step']} pairs per step (`{report['commands'].get('training', '')}`)",
+                  "", "| step | ms | × Diffusion-DPO step | peak GiB |", "|---|---|---|---|"]
+        for name, x in r["steps"].items():
+            lines.append(f"| {name} | {x['seconds'] * 1e3:.1f} | {x['ratio_to_dpo']:.3f} | {x['peak_gib']:.1f} |")
+        lines += ["", f"Caching latents, text embeddings and rewards: {r['cache_seconds_per_image'] * 1e3:.1f} ms per "
+                      f"image (batch {r['cache_batch']}), {r['cache_epoch_gpu_hours']:.2f} GPU-hours for the "
+                      f"{2 * r['epoch_pairs']:,} images of a {r['epoch_pairs']:,}-pair epoch. One DPO epoch: "
+                      f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours.", "",
+                  "| L_consistency on | guidance epoch incl. cache, GPU-hours | saving vs DPO |", "|---|---|---|"]
+        for f, x in r["overall"].items():
+            lines.append(f"| {float(f):.0%} of preferred rows | {x['guidance_epoch_gpu_hours']:.2f} | "
+                         f"{x['saving_vs_dpo']:.1%} |")
+        lines += ["", f"Assumptions: {r['assumptions']}.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluations.benchmark_gpu")
     parser.add_argument("--sections", nargs="+", default=["sdxl", "sd35", "training"],
@@ -358,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="the toy presets on the CPU instead of the real architectures on CUDA: checks the script")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only write the markdown tables of an existing report (next to it, .md)")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        args.render.with_suffix(".md").write_text(render(json.loads(args.render.read_text())))
+        return 0
     global SCALE
     SCALE = Scale(args.smoke)
     if not args.smoke and not torch.cuda.is_available():
@@ -378,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         report["commands"][name] = "python -m evaluations.benchmark_gpu " + " ".join(argv if argv is not None
                                                                                       else sys.argv[1:])
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")  # after every section: a killed run keeps the rest
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        out.with_suffix(".md").write_text(render(report))  # after every section: a killed run keeps the rest
     return 0
 
 

@@ -165,7 +165,10 @@ def _classify(error: DBAPIError) -> str:
 
 def _sqlite_engine(url: str, busy_timeout_s: float):
     """SQLite with foreign keys on, WAL, a busy timeout, fsync on commit, and real BEGIN statements (pysqlite's own
-    transaction handling delays BEGIN and is bypassed, as SQLAlchemy's documentation advises)."""
+    transaction handling delays BEGIN and is bypassed, as SQLAlchemy's documentation advises). A write transaction
+    (execution option ``sqlite_write``) begins IMMEDIATE: it takes the write lock first, waiting for it with the
+    busy timeout; a deferred one that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT, no waiting) when
+    another writer committed in between, which lost votes to "busy" under concurrent voters."""
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
@@ -180,7 +183,8 @@ def _sqlite_engine(url: str, busy_timeout_s: float):
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("sqlite_write")
+                                   else "BEGIN")
 
     return engine
 
@@ -274,10 +278,13 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
-    def _transaction(self, work: Callable) -> T:
-        """``work(session)`` in one transaction, committed whole or rolled back, with retries."""
+    def _transaction(self, work: Callable, *, write: bool = True) -> T:
+        """``work(session)`` in one transaction, committed whole or rolled back, with retries. A ``write`` one
+        takes SQLite's write lock at its start (see :func:`_sqlite_engine`)."""
         def once():
             with self._session.begin() as s:
+                if write:
+                    s.connection(execution_options={"sqlite_write": True})
                 return work(s)
         return self._retrying(once)
 
@@ -408,7 +415,7 @@ class Store:
             return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
                         method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
                         latency_s=row.latency_s, image_sha256=row.image_sha256)
-        return self._transaction(read)
+        return self._transaction(read, write=False)
 
     def comparison(self, comparison_id: str) -> dict:
         """A comparison: its session, the two generation ids by side, and the vote's choice (None before it)."""
@@ -419,11 +426,12 @@ class Store:
             choice = s.scalar(select(Vote.choice).where(Vote.comparison_id == comparison_id))
             return dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
                         right_generation_id=row.right_generation_id, choice=choice)
-        return self._transaction(read)
+        return self._transaction(read, write=False)
 
     def votes_left(self, session_id: str) -> int:
         session_id = _text_id(session_id)
-        count = self._transaction(lambda s: s.scalar(select(Session.vote_count).where(Session.id == session_id)))
+        count = self._transaction(lambda s: s.scalar(select(Session.vote_count).where(Session.id == session_id)),
+                                  write=False)
         if count is None:
             raise ValueError("unknown session: reload the page to start a new one")
         return max(self.vote_cap - count, 0)

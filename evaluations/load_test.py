@@ -1,0 +1,417 @@
+"""Load test of the studio's vote path: many simulated voters at once, each in its own Gradio session, through the
+page's real HTTP API (Gradio's queue protocol, as the browser speaks it); then the database is read back.
+
+    python -m evaluations.load_test --voters 50 --votes-per-voter 4          # → evaluations/results/load_test.json
+    python -m evaluations.load_test --database-url postgresql+psycopg://…/studio --out /tmp/load.json
+    python -m evaluations.load_test serve --port 7861 --database-url sqlite:////tmp/load.sqlite   # a server alone
+    python -m evaluations.load_test --url http://127.0.0.1:7861/ --database-url sqlite:////tmp/load.sqlite
+
+Each voter asks for a pair (api ``arena_pair``), votes on it (``vote_left`` / ``vote_right`` / ``vote_tie`` /
+``vote_both_bad`` in turn), and repeats. A vote counts as *acknowledged* when the server's answer says
+"Vote saved" (the page says so only after the store's transaction committed). Every prompt carries the run's id,
+the voter and the round, so each acknowledged vote can be found in the database by its prompt: afterwards the
+votes table is read with plain SQL and every acknowledged vote must be there exactly once, with its choice; a
+stored vote nobody was told about, or one stored twice, is counted too. One voter's votes must share one store
+session, and no two voters may share one.
+
+Without ``--url`` the studio is served in this process on 127.0.0.1 (a free port) over a ``Store`` at
+``--database-url`` (default: a fresh SQLite file in a temporary folder). The engine is ``cheap`` by default: the
+real page, arena, store and HTTP path, but each image is a 64×64 picture drawn from a hash of (configuration,
+prompt, seed) in microseconds instead of a diffusion sample, because on a 2-core CPU the toy models' ~0.3 s an
+image (and the one model lock every pair waits on) would measure the sampler, not the vote path. ``--engine toy``
+uses the shipped toy models instead.
+
+The one exception to the layering (evaluations never import the studio), as in ``benchmark_studio``: this script
+drives the studio itself, and imports it only inside its functions. Loopback only; the count of voters and votes
+and the time (``--timeout``) are bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHOICES = ("left", "right", "tie", "both_bad")
+PAIRING = "baseline vs aligned"
+BASE_PROMPT = "a red star on a blue background"
+ACK = "Vote saved"
+MAX_VOTERS, MAX_VOTES_PER_VOTER = 500, 1000
+ENGINE_NOTES = {
+    "cheap": "images drawn from a hash of (configuration, prompt, seed), no sampler; the page, arena, store "
+             "(PNG files, SQL transactions) and Gradio's HTTP queue are the studio's own",
+    "toy": "the shipped toy models on the CPU: every pair samples and scores two images",
+}
+
+
+# -- the studio under test ---------------------------------------------------------------------------------------
+
+def arena_configs():
+    """The two configurations the load's pairs are made of (one baseline and one aligned of one model)."""
+    from studio.engine import Config
+
+    return [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
+
+
+def cheap_engine():
+    """A ``studio.engine.Engine`` whose images cost nothing: ``render`` draws a 64×64 picture from a hash of
+    (configuration, prompt, seed) with a made-up reward; everything else of the page is the studio's own."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.engine import Engine, Panel, StudioSettings
+
+    class CheapEngine(Engine):
+        def available(self, config):
+            return None
+
+        def pipeline(self, model):
+            return None, None
+
+        def render(self, config, prompt, seed, progress=None):
+            start = time.perf_counter()
+            digest = hashlib.sha256(f"{config.label}|{prompt}|{seed}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            pixels = np.empty((64, 64, 3), np.uint8)
+            pixels[:] = rng.integers(0, 256, 3, dtype=np.uint8)  # a background colour
+            y, x = rng.integers(8, 40, 2)
+            pixels[y:y + 16, x:x + 16] = rng.integers(0, 256, 3, dtype=np.uint8)  # and a square
+            return Panel(Image.fromarray(pixels), config.method, config, {"cheap": float(digest[8]) / 255},
+                         time.perf_counter() - start)
+
+    return CheapEngine(StudioSettings(device="cpu", models=("toy-sdxl",)))
+
+
+def make_engine(kind: str):
+    if kind == "cheap":
+        return cheap_engine()
+    if kind == "toy":
+        from studio.engine import Engine, StudioSettings, set_threads
+
+        set_threads("cpu")
+        engine = Engine(StudioSettings(device="cpu"))
+        engine.warm_up(["toy-sdxl"])
+        return engine
+    raise ValueError(f"--engine must be cheap or toy, not {kind!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_store(database_url: str, data_dir: str | Path, votes_per_voter: int = 200):
+    """The studio's Store for a load run: the per-client cap (every loopback voter is one client) lifted, the
+    per-session cap at least the votes a voter casts."""
+    from studio.store import Store
+
+    return Store(database_url, data_dir, vote_cap=max(200, votes_per_voter), client_vote_cap=10**9,
+                 client_salt="load-test")
+
+
+def serve(database_url: str, data_dir: str | Path, *, engine: str = "cheap", port: int | None = None,
+          votes_per_voter: int = 200, block: bool = False):
+    """Build the studio page over ``engine`` and a Store at ``database_url`` and serve it on 127.0.0.1; returns
+    (demo, store, url), or serves until killed when ``block``. The page, arena and store code are the studio's."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # loopback only: no usage reports
+    from studio.ui import LAUNCH_KWARGS, build_demo
+
+    store = open_store(database_url, data_dir, votes_per_voter)
+    demo = build_demo(engine=make_engine(engine), store=store, arena_configs=arena_configs(), warm_up=False)
+    demo.queue(default_concurrency_limit=4).launch(  # as app.py serves it
+        server_name="127.0.0.1", server_port=port or free_port(), prevent_thread_lock=True, quiet=True,
+        **LAUNCH_KWARGS)
+    if block:
+        print(f"serving {demo.local_url}", flush=True)
+        demo.block_thread()
+    return demo, store, demo.local_url
+
+
+# -- the voters ----------------------------------------------------------------------------------------------------
+
+class Studio:
+    """The page's HTTP API as a browser speaks it: ``/config`` for the event ids, then for each event
+    ``queue/join`` and the session's event stream until the event completes."""
+
+    def __init__(self, url: str, client):
+        self.url = url.rstrip("/") + "/"
+        self.api = self.url + "gradio_api/"
+        self.client = client
+        self.fn_index: dict[str, int] = {}
+
+    async def connect(self) -> None:
+        response = await self.client.get(self.url + "config")
+        response.raise_for_status()
+        self.fn_index = {d["api_name"]: d["id"] for d in response.json()["dependencies"] if d.get("api_name")}
+        missing = {"arena_pair", *(f"vote_{c}" for c in CHOICES)} - set(self.fn_index)
+        if missing:
+            raise RuntimeError(f"the page at {self.url} has no API named {', '.join(sorted(missing))}")
+
+    async def call(self, api_name: str, data: list, session: str) -> dict:
+        """The event's ``process_completed`` message (``success``, and ``output``: ``data`` or ``error``)."""
+        joined = await self.client.post(self.api + "queue/join", json={
+            "data": data, "fn_index": self.fn_index[api_name], "session_hash": session, "event_data": None,
+            "trigger_id": None})
+        joined.raise_for_status()
+        event_id = joined.json().get("event_id")
+        async with self.client.stream("GET", self.api + "queue/data", params={"session_hash": session}) as stream:
+            async for line in stream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed" and message.get("event_id", event_id) == event_id:
+                    return message
+        raise ConnectionError(f"the event stream of {api_name} ended before its answer")
+
+
+def prompt_for(run: str, voter: int, round_: int) -> str:
+    return f"{BASE_PROMPT}, load {run} voter {voter} round {round_}"
+
+
+async def voter(studio: Studio, run: str, index: int, votes: int, labels: list[str], log: dict,
+                deadline: float) -> None:
+    """One person: a Gradio session of its own, ``votes`` rounds of (pair, vote). Every attempt (a vote sent),
+    acknowledgement and error is written to ``log``. A voter whose connection fails (the server is gone) stops."""
+    session = f"{run}{index:04d}"
+    for round_ in range(votes):
+        if time.monotonic() > deadline:
+            log["errors"].append(f"voter {index}: out of time before round {round_}")
+            return
+        prompt = prompt_for(run, index, round_)
+        choice = CHOICES[(index + round_) % len(CHOICES)]
+        try:
+            start = time.perf_counter()
+            answer = await studio.call("arena_pair", [None, prompt, PAIRING, labels], session)
+            log["pair_s"].append(time.perf_counter() - start)
+            if not answer.get("success"):
+                log["errors"].append(f"voter {index} pair {round_}: {str(answer.get('output'))[:200]}")
+                continue
+            log["attempted"][prompt] = (index, choice)
+            start = time.perf_counter()
+            answer = await studio.call(f"vote_{choice}", [None], session)
+            log["vote_s"].append(time.perf_counter() - start)
+        except (httpx.TransportError, ConnectionError) as e:
+            log["errors"].append(f"voter {index} round {round_}: the server is gone ({type(e).__name__})")
+            return
+        except Exception as e:  # noqa: BLE001 - a failed request is counted, and the voter goes on
+            log["errors"].append(f"voter {index} round {round_}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        data = (answer.get("output") or {}).get("data") or []
+        status = data[4] if answer.get("success") and len(data) > 4 else None  # the page's status line
+        if isinstance(status, str) and status.startswith(ACK):
+            log["acknowledged"][prompt] = (index, choice)
+        else:
+            log["errors"].append(f"voter {index} vote {round_}: {str(answer.get('output'))[:200]}")
+    log["finished"].add(index)
+
+
+def new_log() -> dict:
+    """What the voters write down: prompt → (voter, choice) of every vote sent and every one acknowledged; errors;
+    pair and vote latencies; the voters that finished all their rounds."""
+    return {"attempted": {}, "acknowledged": {}, "errors": [], "pair_s": [], "vote_s": [], "finished": set()}
+
+
+async def drive(url: str, run: str, voters: int, votes_per_voter: int, timeout_s: float, log: dict | None = None,
+                first_voter: int = 0) -> tuple[dict, float]:
+    """All voters at once (numbered from ``first_voter``) against the studio at ``url``; (log, seconds)."""
+    labels = [c.label for c in arena_configs()]
+    log = new_log() if log is None else log
+    limits = httpx.Limits(max_connections=4 * voters + 10, max_keepalive_connections=4 * voters + 10)
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+        studio = Studio(url, client)
+        await studio.connect()
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout_s
+        await asyncio.gather(*(voter(studio, run, first_voter + i, votes_per_voter, labels, log, deadline)
+                               for i in range(voters)))
+        return log, time.perf_counter() - start
+
+
+# -- the database read back ----------------------------------------------------------------------------------------
+
+VOTES_OF_A_RUN = """
+SELECT v.comparison_id, v.session_id, v.choice, p.text
+FROM votes v
+JOIN comparisons c ON c.id = v.comparison_id
+JOIN generations g ON g.id = c.left_generation_id
+JOIN prompts p ON p.id = g.prompt_id
+WHERE p.text LIKE :pattern
+"""
+
+
+def stored_votes(database_url: str, run: str) -> list[tuple[str, str, str, str]]:
+    """(comparison id, session id, choice, prompt) of every stored vote of this run, by plain SQL on a fresh
+    connection (not the server's)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text(VOTES_OF_A_RUN), {"pattern": f"%, load {run} voter %"}).all()
+        return [tuple(row) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def check_votes(acknowledged: dict[str, tuple[int, str]], stored: list[tuple[str, str, str, str]],
+                attempted: dict[str, tuple[int, str]] | None = None) -> dict:
+    """Acknowledged votes (prompt → (voter, choice)) against the stored ones: how many are lost (acknowledged, not
+    stored), duplicated (stored more than once), stored with another choice, stored without an acknowledgement
+    (``unacknowledged``: of those, ``unattempted`` were never even sent), and voters whose votes don't share one
+    store session, or share another voter's."""
+    by_prompt: dict[str, list[tuple[str, str, str]]] = {}
+    for comparison, session, choice, prompt in stored:
+        by_prompt.setdefault(prompt, []).append((comparison, session, choice))
+    lost = [p for p in acknowledged if p not in by_prompt]
+    duplicated = sum(len(rows) - 1 for rows in by_prompt.values() if len(rows) > 1)
+    duplicated += len(stored) - len({row[0] for row in stored})  # one comparison voted twice
+    wrong = [p for p, (_, choice) in acknowledged.items() if p in by_prompt
+             and any(c != choice for _, _, c in by_prompt[p])]
+    unacknowledged = [p for p in by_prompt if p not in acknowledged]
+    unattempted = [p for p in unacknowledged if attempted is not None and p not in attempted]
+    sessions: dict[int, set[str]] = {}
+    for prompt, (index, _) in acknowledged.items():
+        sessions.setdefault(index, set()).update(s for _, s, _ in by_prompt.get(prompt, []))
+    split = [i for i, s in sessions.items() if len(s) > 1]
+    owners: dict[str, set[int]] = {}
+    for index, ids in sessions.items():
+        for session in ids:
+            owners.setdefault(session, set()).add(index)
+    shared = [s for s, who in owners.items() if len(who) > 1]
+    return {"acknowledged": len(acknowledged), "stored": len(stored), "lost": len(lost), "duplicated": duplicated,
+            "wrong_choice": len(wrong), "unacknowledged_stored": len(unacknowledged),
+            "unattempted_stored": len(unattempted), "voters_with_split_sessions": len(split),
+            "sessions_shared_by_voters": len(shared), "store_sessions": len(owners),
+            "examples": {"lost": lost[:3], "wrong_choice": wrong[:3], "unacknowledged": unacknowledged[:3]}}
+
+
+# -- the whole run -------------------------------------------------------------------------------------------------
+
+def percentiles(samples: list[float]) -> dict:
+    if not samples:
+        return {"n": 0}
+    ordered = sorted(samples)
+    return {"n": len(ordered), "p50_s": round(statistics.median(ordered), 4),
+            "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 4),
+            "max_s": round(ordered[-1], 4)}
+
+
+def database_kind(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).get_backend_name()
+
+
+def run_load(database_url: str | None = None, *, voters: int = 50, votes_per_voter: int = 4, url: str | None = None,
+             engine: str = "cheap", data_dir: str | Path | None = None, timeout_s: float = 300.0) -> dict:
+    """Run ``voters`` simulated voters at once, ``votes_per_voter`` (pair, vote) rounds each, against the studio at
+    ``url`` (whose database is ``database_url``), or against one served here over ``database_url`` (default: a
+    fresh SQLite file); then read the votes back. Returns the report (see :func:`check_votes`; plus throughput,
+    latencies, errors, elapsed and the machine's load)."""
+    if not 1 <= voters <= MAX_VOTERS or not 1 <= votes_per_voter <= MAX_VOTES_PER_VOTER:
+        raise ValueError(f"voters must be 1..{MAX_VOTERS} and votes per voter 1..{MAX_VOTES_PER_VOTER}")
+    if url is not None and database_url is None:
+        raise ValueError("with --url, give the server's --database-url too: the votes are checked there")
+    temp = None
+    if data_dir is None:
+        temp = tempfile.TemporaryDirectory(prefix="studio-load-")
+        data_dir = Path(temp.name) / "data"
+    database_url = database_url or f"sqlite:///{Path(data_dir).parent / 'load.sqlite'}"
+    run = uuid.uuid4().hex[:8]
+    load_before = os.getloadavg()
+    demo = store = None
+    try:
+        if url is None:
+            demo, store, url_served = serve(database_url, data_dir, engine=engine, votes_per_voter=votes_per_voter)
+            served = "in-process on 127.0.0.1"
+        else:
+            url_served, served = url, url
+        log, elapsed = asyncio.run(drive(url_served, run, voters, votes_per_voter, timeout_s))
+        if store is not None:
+            store.close()
+        check = check_votes(log["acknowledged"], stored_votes(database_url, run), log["attempted"])
+    finally:
+        if demo is not None:
+            demo.close()
+        if temp is not None:
+            temp.cleanup()
+    acknowledged = check["acknowledged"]
+    return {
+        "voters": voters, "votes_per_voter": votes_per_voter, "requested_votes": voters * votes_per_voter,
+        "attempted_votes": len(log["attempted"]), **{k: v for k, v in check.items() if k != "examples"},
+        "voters_finished": len(log["finished"]), "errors": len(log["errors"]), "error_examples": log["errors"][:5],
+        "elapsed_s": round(elapsed, 3), "votes_per_s": round(acknowledged / elapsed, 2) if elapsed else None,
+        "pair_latency": percentiles(log["pair_s"]), "vote_latency": percentiles(log["vote_s"]),
+        "examples": check["examples"], "engine": engine, "engine_note": ENGINE_NOTES[engine],
+        "database": database_kind(database_url), "server": served,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "run": run, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def ok(report: dict) -> bool:
+    """No acknowledged vote lost, none stored twice or with another choice, nothing stored that wasn't
+    acknowledged, one store session per voter, every voter through, every requested vote acknowledged."""
+    return (report["lost"] == report["duplicated"] == report["wrong_choice"] == report["unacknowledged_stored"] == 0
+            and report["voters_with_split_sessions"] == report["sessions_shared_by_voters"] == 0
+            and report["voters_finished"] == report["voters"]
+            and report["acknowledged"] == report["requested_votes"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluations.load_test", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", choices=("run", "serve"), default="run",
+                        help="run the load (default), or serve the studio alone for a load from elsewhere")
+    parser.add_argument("--voters", type=int, default=50)
+    parser.add_argument("--votes-per-voter", type=int, default=4)
+    parser.add_argument("--url", default=None, help="a studio already served (default: serve one here)")
+    parser.add_argument("--database-url", default=None,
+                        help="the studio's SQLAlchemy URL (default: a fresh SQLite file in a temporary folder)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the store's image folder (default: temporary)")
+    parser.add_argument("--engine", choices=("cheap", "toy"), default="cheap",
+                        help="cheap: images drawn from a hash (the vote path alone); toy: the shipped toy models")
+    parser.add_argument("--port", type=int, default=None, help="serve: the port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds the whole load may take")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the JSON report (default: evaluations/results/load_test.json for a "
+                             "50-voter run, none otherwise)")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        if args.database_url is None or args.data_dir is None:
+            parser.error("serve needs --database-url and --data-dir")
+        serve(args.database_url, args.data_dir, engine=args.engine, port=args.port,
+              votes_per_voter=args.votes_per_voter, block=True)
+        return 0
+    report = run_load(args.database_url, voters=args.voters, votes_per_voter=args.votes_per_voter, url=args.url,
+                      engine=args.engine, data_dir=args.data_dir, timeout_s=args.timeout)
+    print(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"{report['acknowledged']} of {report['requested_votes']} votes acknowledged by {report['voters']} voters "
+          f"in {report['elapsed_s']} s ({report['votes_per_s']} votes/s); lost {report['lost']}, duplicated "
+          f"{report['duplicated']}, stored without acknowledgement {report['unacknowledged_stored']}, errors "
+          f"{report['errors']}; load average {report['machine']['load_average_after']}")
+    out = args.out or (RESULTS / "load_test.json" if args.voters == 50 else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {out}")
+    return 0 if ok(report) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -262,23 +262,26 @@ def bench_training(args) -> dict:
     ac = pipe.scheduler.alphas_cumprod.to(dev)
 
     # the guidance step: both images of every pair, as the cache holds them
-    images = 2 * pairs
     network = SCALE.network().to(dev)
     objective = Objective(network, pipe.unet, ac, res)
     opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
-    batch = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
-                 text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20,
-                 preferred=torch.arange(images, device=dev) % 2 == 0)
+    batches = {}
 
-    def guidance_step(seed, fraction):
+    def guidance_step(seed, fraction, gpairs):
+        images = 2 * gpairs
+        if gpairs not in batches:
+            batches[gpairs] = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
+                                   text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20)
+        batch = batches[gpairs]
         rng = np.random.default_rng(seed)
-        keep = torch.from_numpy(rng.random(images) < fraction).to(dev)
-        eta = torch.from_numpy(rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)).float().to(dev)
+        eta_host = rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)
+        rows = np.flatnonzero((np.arange(images) % 2 == 0) & (eta_host > 0) & (rng.random(images) < fraction))
+        eta = torch.from_numpy(eta_host).float().to(dev)
         beta = torch.from_numpy(np.exp(rng.uniform(-3, 1.6, images))).float().to(dev)
         with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda"):
             loss, _, _ = objective(batch["x0"], batch["prompt_embeds"], batch["text_embeds"], batch["rewards"],
-                                   batch["preferred"] & keep, torch.randint(0, n_train, (images,), device=dev),
-                                   randn(*batch["x0"].shape), beta, eta, 1.0 / fraction)
+                                   torch.randint(0, n_train, (images,), device=dev), randn(*batch["x0"].shape),
+                                   beta, eta, torch.from_numpy(rows).to(dev), 1.0 / fraction)
         loss.backward()
         opt_g.step()
         opt_g.zero_grad(set_to_none=True)
@@ -299,14 +302,29 @@ def bench_training(args) -> dict:
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
 
-    configs = {"dpo_full_unet": dpo_step}
-    for f in args.consistency_fractions:
-        configs[f"guidance_consistency_{f:g}"] = lambda s, f=f: guidance_step(s, f)
+    configs, step_pairs = {"dpo_full_unet": dpo_step}, {"dpo_full_unet": pairs}
+    for gp in dict.fromkeys([pairs, *args.guidance_pairs]):
+        for f in args.consistency_fractions:
+            name = f"guidance_{gp}pairs_consistency_{f:g}"
+            configs[name], step_pairs[name] = (lambda s, f=f, gp=gp: guidance_step(s, f, gp)), gp
     steps = interleaved(configs, args.repeats, args.warmup)
+    dpo = steps["dpo_full_unet"]["seconds"]
     for name, r in steps.items():
-        r["ratio_to_dpo"] = r["seconds"] / steps["dpo_full_unet"]["seconds"]
-        print(f"training step, {pairs} pairs: {name} {r['seconds'] * 1e3:.1f} ms ({r['ratio_to_dpo']:.3f} of DPO), "
-              f"peak {r['peak_gib']:.1f} GiB", flush=True)
+        r["pairs"] = step_pairs[name]
+        r["seconds_per_pair"] = r["seconds"] / r["pairs"]
+        r["ratio_to_dpo"] = r["seconds"] / dpo
+        r["per_pair_ratio_to_dpo"] = r["seconds_per_pair"] / (dpo / pairs)
+        print(f"training step: {name} ({r['pairs']} pairs) {r['seconds'] * 1e3:.1f} ms = {r['ratio_to_dpo']:.3f} of a "
+              f"DPO step of {pairs} pairs, {r['per_pair_ratio_to_dpo']:.3f} per pair; peak {r['peak_gib']:.1f} GiB",
+              flush=True)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])) as prof:
+            guidance_step(0, 1.0, pairs)
+            synchronize()
+        print(f"--- profile: one guidance step, {pairs} pairs", flush=True)
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=16, max_name_column_width=48), flush=True)
     policy.requires_grad_(False).eval()
     free(reference, opt_d, opt_g, objective)
 
@@ -321,21 +339,21 @@ def bench_training(args) -> dict:
     per_image = statistics.median(c["seconds"] for c in cache) / (2 * len(rows))
     free(pipe, reward)
 
-    epoch_steps = PICK_A_PIC_V1_PAIRS / pairs
-    dpo_epoch = epoch_steps * steps["dpo_full_unet"]["seconds"]
+    dpo_epoch = PICK_A_PIC_V1_PAIRS * steps["dpo_full_unet"]["seconds_per_pair"]
     cache_epoch = 2 * PICK_A_PIC_V1_PAIRS * per_image
     overall = {}
-    for f in args.consistency_fractions:
-        ours = cache_epoch + epoch_steps * steps[f"guidance_consistency_{f:g}"]["seconds"]
-        overall[f"{f:g}"] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch}
+    for name, r in steps.items():
+        if name != "dpo_full_unet":
+            ours = cache_epoch + PICK_A_PIC_V1_PAIRS * r["seconds_per_pair"]
+            overall[name] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch}
     print(f"cache: {per_image * 1e3:.1f} ms per image = {cache_epoch / 3600:.2f} GPU-hours per epoch; DPO epoch "
           f"{dpo_epoch / 3600:.2f} GPU-hours; overall " + ", ".join(
-              f"consistency {k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%}"
+              f"{k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%}"
               for k, v in overall.items()), flush=True)
     return {"pairs_per_step": pairs, "steps": steps, "cache_seconds_per_image": per_image,
             "cache_batch": args.cache_batch, "epoch_pairs": PICK_A_PIC_V1_PAIRS, "dpo_epoch_gpu_hours": dpo_epoch / 3600,
             "cache_epoch_gpu_hours": cache_epoch / 3600, "overall": overall,
-            "assumptions": "one epoch each over the same pairs at the same batch; DPO in pure bf16 (weights, "
+            "assumptions": "one epoch each over the same pairs, each method at the batch named in its row; DPO in pure bf16 (weights, "
                            "gradients and AdamW states), which is the cheapest way to run it, so the saving is a "
                            "lower bound; the guidance network trains in fp32 under bf16 autocast"}
 
@@ -377,17 +395,19 @@ def render(report: dict) -> str:
     if "training" in report:
         r = report["training"]
         lines += [f"## Training cost, {r['pairs_per_step']} pairs per step (`{report['commands'].get('training', '')}`)",
-                  "", "| step | ms | × Diffusion-DPO step | peak GiB |", "|---|---|---|---|"]
+                  "", "| step | pairs | ms | × DPO step | × DPO per pair | peak GiB |", "|---|---|---|---|---|---|"]
         for name, x in r["steps"].items():
-            lines.append(f"| {name} | {x['seconds'] * 1e3:.1f} | {x['ratio_to_dpo']:.3f} | {x['peak_gib']:.1f} |")
+            lines.append(f"| {name} | {x.get('pairs', r['pairs_per_step'])} | {x['seconds'] * 1e3:.1f} | "
+                         f"{x['ratio_to_dpo']:.3f} | {x.get('per_pair_ratio_to_dpo', x['ratio_to_dpo']):.3f} | "
+                         f"{x['peak_gib']:.1f} |")
         lines += ["", f"Caching latents, text embeddings and rewards: {r['cache_seconds_per_image'] * 1e3:.1f} ms per "
                       f"image (batch {r['cache_batch']}), {r['cache_epoch_gpu_hours']:.2f} GPU-hours for the "
                       f"{2 * r['epoch_pairs']:,} images of a {r['epoch_pairs']:,}-pair epoch. One DPO epoch: "
                       f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours.", "",
-                  "| L_consistency on | guidance epoch incl. cache, GPU-hours | saving vs DPO |", "|---|---|---|"]
+                  "| guidance step | guidance epoch incl. cache, GPU-hours | saving vs DPO |", "|---|---|---|"]
         for f, x in r["overall"].items():
-            lines.append(f"| {float(f):.0%} of preferred rows | {x['guidance_epoch_gpu_hours']:.2f} | "
-                         f"{x['saving_vs_dpo']:.1%} |")
+            label = f"{float(f):.0%} of preferred rows in L_consistency" if f.replace(".", "").isdigit() else f
+            lines.append(f"| {label} | {x['guidance_epoch_gpu_hours']:.2f} | {x['saving_vs_dpo']:.1%} |")
         lines += ["", f"Assumptions: {r['assumptions']}.", ""]
     return "\n".join(lines)
 
@@ -404,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=0.5)
     parser.add_argument("--train-pairs", type=int, default=4, help="pairs per training step (both methods)")
     parser.add_argument("--consistency-fractions", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument("--guidance-pairs", type=int, nargs="*", default=[32],
+                        help="also time the guidance step at these batches (pairs; it is launch-bound when small)")
     parser.add_argument("--cache-pairs", type=int, default=32)
     parser.add_argument("--cache-batch", type=int, default=32)
     parser.add_argument("--profile", action="store_true", help="sdxl: also profile a guided call at batch 1")

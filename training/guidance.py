@@ -65,27 +65,30 @@ class Objective(torch.nn.Module):
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
         self.resolution = resolution
 
-    def forward(self, x0, prompt_embeds, text_embeds, rewards, preferred, t, noise, beta, eta,
+    def forward(self, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows=None,
                 consistency_scale: float = 1.0):
-        """(loss, L_guidance, L_consistency). ``preferred`` marks the rows whose consistency term is computed
-        (with η > 0); ``consistency_scale`` weighs it (1/f when only a random fraction f of them is kept, so the
-        expected loss is unchanged)."""
+        """(loss, L_guidance, L_consistency) of a batch of B rows.
+
+        ``L_guidance`` needs only ``log h`` and is taken on every row. ``L_consistency`` needs ``∇log h`` with its
+        graph (a second-order backward) and one call of the frozen UNet per row, so it is taken only on ``rows``
+        (indices chosen on the host, e.g. the preferred images with η > 0: no GPU sync, no data-dependent
+        shapes), each weighted by its η and by ``consistency_scale`` (1/f when a random share f of the eligible
+        rows is kept, so the expected loss is unchanged) and summed over B."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
-        log_h, grad = grad_log_h_of(self.network, x_t, text_embeds, t, beta, eta, create_graph=True)
-        l_guidance = guidance_loss(log_h, rewards, beta)
-        pref = preferred & (eta > 0)
-        l_consistency = torch.zeros_like(l_guidance)
-        if pref.any():
-            res = self.resolution
-            dtype = self.unet.dtype
-            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(int(pref.sum()), 6)
-            with torch.no_grad():
-                eps = self.unet(x_t[pref].detach().to(dtype), t[pref], encoder_hidden_states=prompt_embeds[pref].to(dtype),
-                                added_cond_kwargs={"text_embeds": text_embeds[pref].to(dtype), "time_ids": time_ids}).sample
-            l_consistency[pref] = consistency_loss(eps.float(), grad[pref], sigma_t[pref], noise[pref])
-        return (l_guidance.mean() + consistency_scale * (eta * l_consistency).mean(), l_guidance.mean(),
-                l_consistency.sum() / pref.sum().clamp(min=1))
+        l_guidance = guidance_loss(self.network(x_t, text_embeds, t, beta, eta), rewards, beta).mean()
+        if rows is None or len(rows) == 0:
+            return l_guidance, l_guidance.detach(), torch.zeros((), device=x0.device)
+        x_r, t_r, e_r = x_t[rows].detach(), t[rows], eta[rows]
+        _, grad = grad_log_h_of(self.network, x_r, text_embeds[rows], t_r, beta[rows], e_r, create_graph=True)
+        res, dtype = self.resolution, self.unet.dtype
+        time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(len(rows), 6)
+        with torch.no_grad():
+            eps = self.unet(x_r.to(dtype), t_r, encoder_hidden_states=prompt_embeds[rows].to(dtype),
+                            added_cond_kwargs={"text_embeds": text_embeds[rows].to(dtype), "time_ids": time_ids}).sample
+        l_consistency = consistency_loss(eps.float(), grad, sigma_t[rows], noise[rows])
+        loss = l_guidance + consistency_scale * (e_r * l_consistency).sum() / x0.shape[0]
+        return loss, l_guidance.detach(), l_consistency.detach().mean()
 
 
 def draw_conditions(rng: np.random.Generator, n: int, beta_range, eta_range) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +128,7 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     if (cfg.work / "state").exists():
         accelerator.load_state(cfg.work / "state")
     n_train = len(pipe.scheduler.alphas_cumprod)
+    preferred = data["preferred"].cpu().numpy()  # rows for L_consistency are chosen on the host
     pipe.scheduler.set_timesteps(preset.steps if preset else 1)
     sampler_t = pipe.scheduler.timesteps.long().cpu().numpy()  # where the guided sampler will ask for ∇log h
     start = progress.data["step"]
@@ -136,7 +140,8 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     for step in range(start + 1, cfg.steps + 1):
         # each process draws its own batch: a pure function of (seed, step, process)
         rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
-        idx = torch.from_numpy(rng.integers(0, n, cfg.batch_size)).to(device)
+        idx_host = rng.integers(0, n, cfg.batch_size)
+        idx = torch.from_numpy(idx_host).to(device)
         beta, eta = draw_conditions(rng, cfg.batch_size, cfg.beta_range, cfg.eta_range)
         t = rng.integers(0, n_train, cfg.batch_size)
         if cfg.focus > 0:
@@ -144,14 +149,14 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         t = torch.from_numpy(t).to(device)
         x0 = data["latents"][idx].float()
         noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
-        keep = torch.from_numpy(rng.random(cfg.batch_size) < cfg.consistency_fraction).to(device)
+        keep = rng.random(cfg.batch_size) < cfg.consistency_fraction
+        rows = torch.from_numpy(np.flatnonzero(preferred[idx_host] & (eta > 0) & keep)).to(device)
         lr = cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g in opt.param_groups:
             g["lr"] = lr
         loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
-                                   data["rewards"][idx], data["preferred"][idx] & keep,
-                                   t, noise, torch.from_numpy(beta).float().to(device),
-                                   torch.from_numpy(eta).float().to(device), 1.0 / cfg.consistency_fraction)
+                                   data["rewards"][idx], t, noise, torch.from_numpy(beta).float().to(device),
+                                   torch.from_numpy(eta).float().to(device), rows, 1.0 / cfg.consistency_fraction)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
                                      "--beta-range, then resume (the last saved state is intact)")

@@ -353,9 +353,10 @@ def bench_training(args) -> dict:
     return {"pairs_per_step": pairs, "steps": steps, "cache_seconds_per_image": per_image,
             "cache_batch": args.cache_batch, "epoch_pairs": PICK_A_PIC_V1_PAIRS, "dpo_epoch_gpu_hours": dpo_epoch / 3600,
             "cache_epoch_gpu_hours": cache_epoch / 3600, "overall": overall,
-            "assumptions": "one epoch each over the same pairs, each method at the batch named in its row; DPO in pure bf16 (weights, "
-                           "gradients and AdamW states), which is the cheapest way to run it, so the saving is a "
-                           "lower bound; the guidance network trains in fp32 under bf16 autocast"}
+            "assumptions": "one epoch each over the same pairs, each method at the batch named in its row (DPO at "
+                           f"{pairs} pairs per step: a larger DPO batch may cost less per pair, so compare per-pair "
+                           "numbers at the batches measured); DPO in pure bf16 (weights, gradients and AdamW states); "
+                           "the guidance network trains in fp32 under bf16 autocast"}
 
 
 def render(report: dict) -> str:

@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import platform
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,6 +46,14 @@ def method_name(method: str, n: int | None = None, beta: float | None = None) ->
     if method == "is":
         return f"IS N={n} β={beta:g}"
     return f"best-of-{n}" if method == "bon" else "base"
+
+
+def method_fields(name: str) -> dict:
+    """The numbers a method name carries (N, β), as fields: the dashboard plots reward and taste against β."""
+    m = re.fullmatch(r"IS N=(\d+) β=(\S+)", name) or re.fullmatch(r"best-of-(\d+)", name)
+    if m is None:
+        return {}
+    return {"n": int(m.group(1)), **({"beta": float(m.group(2))} if m.re.groups == 2 else {})}
 
 
 def diversity(images_by_seed: list) -> float:
@@ -97,7 +106,7 @@ def summarise(records: dict, images: dict, captions: list[str], seeds: list[int]
               betas: list[float]) -> dict:
     table = []
     for name, rows in records.items():
-        row = {"method": name}
+        row = {"method": name, **method_fields(name)}
         for col in ("reward", "taste", "prompt_fidelity", "seconds", "ess_a", "ess_b", "ess_b_first"):
             if col in rows[0]:
                 row[col] = float(np.mean([r[col] for r in rows]))

@@ -267,21 +267,26 @@ def bench_training(args) -> dict:
     opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batches = {}
 
-    def guidance_step(seed, fraction, gpairs):
+    def guidance_step(seed, fraction, gpairs, from_cache=False):
         images = 2 * gpairs
         if gpairs not in batches:
             batches[gpairs] = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
-                                   text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20)
+                                   text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20,
+                                   c_xt=randn(images, *latent).half(), c_residual=randn(images, *latent).half(),
+                                   c_t=torch.randint(0, n_train, (images,), device=dev))
         batch = batches[gpairs]
         rng = np.random.default_rng(seed)
         eta_host = rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)
         rows = np.flatnonzero((np.arange(images) % 2 == 0) & (eta_host > 0) & (rng.random(images) < fraction))
         eta = torch.from_numpy(eta_host).float().to(dev)
         beta = torch.from_numpy(np.exp(rng.uniform(-3, 1.6, images))).float().to(dev)
+        r = torch.from_numpy(rows).to(dev)
+        cached = ({"x_t": batch["c_xt"][r], "t": batch["c_t"][r], "residual": batch["c_residual"][r]}
+                  if from_cache else None)
         with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda"):
             loss, _, _ = objective(batch["x0"], batch["prompt_embeds"], batch["text_embeds"], batch["rewards"],
                                    torch.randint(0, n_train, (images,), device=dev), randn(*batch["x0"].shape),
-                                   beta, eta, torch.from_numpy(rows).to(dev), 1.0 / fraction)
+                                   beta, eta, r, 1.0 / fraction, cached)
         loss.backward()
         opt_g.step()
         opt_g.zero_grad(set_to_none=True)
@@ -307,6 +312,8 @@ def bench_training(args) -> dict:
         for f in args.consistency_fractions:
             name = f"guidance_{gp}pairs_consistency_{f:g}"
             configs[name], step_pairs[name] = (lambda s, f=f, gp=gp: guidance_step(s, f, gp)), gp
+        name = f"guidance_{gp}pairs_cached_targets"  # L_consistency on every eligible row, from the data step
+        configs[name], step_pairs[name] = (lambda s, gp=gp: guidance_step(s, 1.0, gp, from_cache=True)), gp
     steps = interleaved(configs, args.repeats, args.warmup)
     dpo = steps["dpo_full_unet"]["seconds"]
     for name, r in steps.items():
@@ -337,20 +344,41 @@ def bench_training(args) -> dict:
     encode_rows(pipe, reward, rows[:2], (), args.cache_batch)  # warm-up
     cache = [measure(encode_rows, pipe, reward, rows, (), args.cache_batch) for _ in range(args.repeats)]
     per_image = statistics.median(c["seconds"] for c in cache) / (2 * len(rows))
+    # what --consistency-draws K adds to the data step: K UNet calls per preferred image (half of them)
+    from training.guidance_data import consistency_targets
+
+    n_img = 2 * len(rows)
+    lat, pe_c, te_c = randn(n_img, *latent), randn(n_img, *text).to(dtype), randn(n_img, pooled).to(dtype)
+    pref = torch.arange(n_img) % 2 == 0
+
+    def targets():
+        for s_ in range(0, n_img, args.cache_batch):
+            part = slice(s_, s_ + args.cache_batch)
+            consistency_targets(pipe.unet, pipe.scheduler.alphas_cumprod, lat[part], pe_c[part], te_c[part],
+                                pref[part], args.consistency_draws, res, seed=s_)
+
+    targets()  # warm-up
+    targets_per_image = statistics.median(measure(targets)["seconds"] for _ in range(args.repeats)) / n_img
     free(pipe, reward)
 
     dpo_epoch = PICK_A_PIC_V1_PAIRS * steps["dpo_full_unet"]["seconds_per_pair"]
     cache_epoch = 2 * PICK_A_PIC_V1_PAIRS * per_image
     overall = {}
+    targets_epoch = 2 * PICK_A_PIC_V1_PAIRS * targets_per_image
     for name, r in steps.items():
         if name != "dpo_full_unet":
             ours = cache_epoch + PICK_A_PIC_V1_PAIRS * r["seconds_per_pair"]
+            ours += targets_epoch if name.endswith("cached_targets") else 0.0
             overall[name] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch}
     print(f"cache: {per_image * 1e3:.1f} ms per image = {cache_epoch / 3600:.2f} GPU-hours per epoch; DPO epoch "
           f"{dpo_epoch / 3600:.2f} GPU-hours; overall " + ", ".join(
               f"{k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%}"
               for k, v in overall.items()), flush=True)
+    print(f"cached consistency targets (K = {args.consistency_draws}): {targets_per_image * 1e3:.1f} ms per image "
+          f"= {targets_epoch / 3600:.2f} GPU-hours per epoch", flush=True)
     return {"pairs_per_step": pairs, "steps": steps, "cache_seconds_per_image": per_image,
+            "consistency_draws": args.consistency_draws, "targets_seconds_per_image": targets_per_image,
+            "targets_epoch_gpu_hours": targets_epoch / 3600,
             "cache_batch": args.cache_batch, "epoch_pairs": PICK_A_PIC_V1_PAIRS, "dpo_epoch_gpu_hours": dpo_epoch / 3600,
             "cache_epoch_gpu_hours": cache_epoch / 3600, "overall": overall,
             "assumptions": "one epoch each over the same pairs, each method at the batch named in its row (DPO at "
@@ -404,7 +432,11 @@ def render(report: dict) -> str:
         lines += ["", f"Caching latents, text embeddings and rewards: {r['cache_seconds_per_image'] * 1e3:.1f} ms per "
                       f"image (batch {r['cache_batch']}), {r['cache_epoch_gpu_hours']:.2f} GPU-hours for the "
                       f"{2 * r['epoch_pairs']:,} images of a {r['epoch_pairs']:,}-pair epoch. One DPO epoch: "
-                      f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours.", "",
+                      f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours."
+                      + (f" The cached L_consistency targets (K = {r['consistency_draws']} per preferred image) add "
+                         f"{r['targets_seconds_per_image'] * 1e3:.1f} ms per image, {r['targets_epoch_gpu_hours']:.2f} "
+                         "GPU-hours, to the rows named *_cached_targets." if "targets_seconds_per_image" in r else ""),
+                  "",
                   "| guidance step | guidance epoch incl. cache, GPU-hours | saving vs DPO |", "|---|---|---|"]
         for f, x in r["overall"].items():
             label = f"{float(f):.0%} of preferred rows in L_consistency" if f.replace(".", "").isdigit() else f
@@ -425,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=0.5)
     parser.add_argument("--train-pairs", type=int, default=4, help="pairs per training step (both methods)")
     parser.add_argument("--consistency-fractions", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument("--consistency-draws", type=int, default=2,
+                        help="cached L_consistency targets per preferred image (the *_cached_targets rows)")
     parser.add_argument("--guidance-pairs", type=int, nargs="*", default=[32],
                         help="also time the guidance step at these batches (pairs; it is launch-bound when small)")
     parser.add_argument("--cache-pairs", type=int, default=32)

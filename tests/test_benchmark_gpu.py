@@ -22,8 +22,10 @@ def test_the_gpu_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
     assert row["n"] == 1 and row["is"]["seconds"] > 0 and row["is_over_bon"] > 0 and row["ess_b_mean"] > 0
     steps = report["training"]["steps"]
     guided = {f"guidance_{p}pairs_consistency_{f}" for p in (1, 2) for f in ("1", "0.5")}
+    guided |= {f"guidance_{p}pairs_cached_targets" for p in (1, 2)}
     assert set(steps) == {"dpo_full_unet"} | guided
     assert steps["dpo_full_unet"]["ratio_to_dpo"] == 1.0 and steps["guidance_2pairs_consistency_1"]["pairs"] == 2
     overall = report["training"]["overall"]
     assert set(overall) == guided and all(v["saving_vs_dpo"] < 1 for v in overall.values())
+    assert report["training"]["targets_seconds_per_image"] > 0
     assert set(report["commands"]) == {"sdxl", "sd35", "training"}

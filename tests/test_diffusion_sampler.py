@@ -149,6 +149,19 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     # the full-scale savings: L_consistency on a random half of the preferred rows, half the rows at the sampler's t
     cfg.steps, cfg.consistency_fraction, cfg.focus = 8, 0.5, 0.5
     assert run(cfg)
+    # cached consistency targets: the data step calls the UNet, training does not
+    info = build_cache(CacheConfig(pairs=tmp_path / "pairs.parquet", out=tmp_path / "cache_k", reward="test-redness",
+                                   chunk=4, batch=4, consistency_draws=2))
+    assert info["consistency_draws"] == 2
+    data_k = load_cache(tmp_path / "cache_k")
+    assert data_k["c_xt"].shape == (12, 2, 4, 16, 16) and data_k["c_t"].shape == (12, 2)
+    assert bool((data_k["c_residual"][~data_k["preferred"]] == 0).all())
+    assert bool((data_k["c_residual"][data_k["preferred"]] != 0).any())
+    assert run(GuidanceTrainConfig(cache=tmp_path / "cache_k", work=tmp_path / "work_k", steps=3, batch_size=8,
+                                   consistency_source="cache"))
+    with pytest.raises(ValueError, match="no cached consistency targets"):
+        run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "work_x", steps=1,
+                                consistency_source="cache"))
     # held-out losses: deterministic, finite, one entry per β
     from training.guidance_eval import GuidanceEvalConfig, evaluate
 
@@ -161,3 +174,36 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
             run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "bad", **bad))
     net = GuidanceNetwork.from_pretrained(tmp_path / "net")
     assert net.config.reward_std > 0
+
+
+def test_cached_consistency_targets_give_the_same_loss_as_calling_the_unet(sdxl, network):
+    """L_consistency from the data step's (x_t, t, ε_θ(x_t) − ε) equals L_consistency with the UNet called live."""
+    from training.guidance import Objective
+    from training.guidance_data import consistency_targets
+
+    pipe, preset = sdxl
+    objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod, preset.resolution)
+    g = torch.Generator().manual_seed(3)
+    n = 5
+    x0, noise = torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 4, 8, 8, generator=g)
+    embeds, _, pooled, _ = pipe.encode_prompt(PROMPTS * 2 + PROMPTS[:1], device="cpu", do_classifier_free_guidance=False)
+    rewards, beta, eta = torch.randn(n, generator=g), torch.full((n,), 0.7), torch.full((n,), 1.5)
+    preferred = torch.tensor([True, False, True, True, False])
+    targets = consistency_targets(pipe.unet, pipe.scheduler.alphas_cumprod, x0, embeds, pooled, preferred, 1,
+                                  preset.resolution, seed=0)
+    rows = torch.nonzero(preferred).flatten()
+    # the live path at the very (t, ε) the cache drew: recover ε from x_t = α x0 + σ ε
+    from alignment.diffusion_guidance import vp_coefficients
+
+    t = torch.zeros(n, dtype=torch.long)
+    t[rows] = targets["c_t"][rows, 0].long()
+    a, sg = vp_coefficients(pipe.scheduler.alphas_cumprod, t)
+    live_noise = noise.clone()
+    live_noise[rows] = (targets["c_xt"][rows, 0].float() - a[rows].view(-1, 1, 1, 1) * x0[rows]) / sg[rows].view(-1, 1, 1, 1)
+    live = objective(x0, embeds, pooled, rewards, t, live_noise, beta, eta, rows)
+    cached = objective(x0, embeds, pooled, rewards, t, live_noise, beta, eta, rows,
+                       cached={"x_t": targets["c_xt"][rows, 0], "t": targets["c_t"][rows, 0],
+                               "residual": targets["c_residual"][rows, 0]})
+    assert torch.allclose(live[1], cached[1])  # L_guidance: same rows, same draws
+    assert torch.allclose(live[2], cached[2], rtol=2e-2, atol=1e-4)  # fp16 storage of x_t and the residual
+    assert float(live[2]) > 0

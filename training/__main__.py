@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     cache.add_argument("--chunk", type=int, default=2048)
     cache.add_argument("--batch", type=int, default=256)
     cache.add_argument("--limit", type=int, default=None, help="read at most this many pairs")
+    cache.add_argument("--consistency-draws", type=int, default=0,
+                       help="also cache K noisings and the frozen UNet's residual per preferred image, so that "
+                            "`guidance --consistency-source cache` never calls the UNet")
 
     guide = sub.add_parser("guidance", help="train (or resume) the guidance network")
     guide.add_argument("--cache", type=Path, required=True)
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--consistency-fraction", type=float, default=1.0,
                        help="compute L_consistency (one pretrained-UNet call per row) on this random share of the "
                             "preferred rows, weighted by its inverse; below 1 it saves UNet calls at full scale")
+    guide.add_argument("--consistency-source", choices=("unet", "cache"), default="unet",
+                       help="L_consistency's ε_θ(x_t): from the frozen UNet each step, or the cache's fixed draws")
     guide.add_argument("--focus", type=float, default=0.0,
                        help="share of the rows trained at the sampler's own timesteps (the rest uniform over t)")
     guide.add_argument("--steps", type=int, default=20000)
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         from .guidance_data import CacheConfig, build_cache
 
         build_cache(CacheConfig(pairs=args.pairs, out=args.out, model=args.model, reward=args.reward,
-                                models=tuple(args.models), chunk=args.chunk, batch=args.batch, limit=args.limit))
+                                models=tuple(args.models), chunk=args.chunk, batch=args.batch, limit=args.limit,
+                                consistency_draws=args.consistency_draws))
         return 0
     if args.command == "guidance":
         from .guidance import GuidanceTrainConfig, run as run_guidance
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             cache=args.cache, work=args.work, export=args.export, model=args.model, size=args.size, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, beta_range=tuple(args.beta_range), eta_range=tuple(args.eta_range),
             max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from,
-            consistency_fraction=args.consistency_fraction, focus=args.focus)
+            consistency_fraction=args.consistency_fraction, focus=args.focus,
+            consistency_source=args.consistency_source)
         return 0 if run_guidance(cfg) else 3
     if args.command == "guidance-eval":
         from .guidance_eval import GuidanceEvalConfig, evaluate

@@ -54,6 +54,7 @@ class GuidanceTrainConfig:
     init_from: Path | None = None  # an exported network to continue from (fresh optimiser) when --work is new
     consistency_fraction: float = 1.0  # share of the preferred rows whose L_consistency (one UNet call each) is computed
     focus: float = 0.0  # share of the rows whose t is one of the sampler's own timesteps (the rest: uniform)
+    consistency_source: str = "unet"  # "unet": call the frozen UNet; "cache": the data step's cached targets
 
 
 class Objective(torch.nn.Module):
@@ -66,27 +67,37 @@ class Objective(torch.nn.Module):
         self.resolution = resolution
 
     def forward(self, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows=None,
-                consistency_scale: float = 1.0):
+                consistency_scale: float = 1.0, cached: dict | None = None):
         """(loss, L_guidance, L_consistency) of a batch of B rows.
 
         ``L_guidance`` needs only ``log h`` and is taken on every row. ``L_consistency`` needs ``∇log h`` with its
         graph (a second-order backward) and one call of the frozen UNet per row, so it is taken only on ``rows``
         (indices chosen on the host, e.g. the preferred images with η > 0: no GPU sync, no data-dependent
         shapes), each weighted by its η and by ``consistency_scale`` (1/f when a random share f of the eligible
-        rows is kept, so the expected loss is unchanged) and summed over B."""
+        rows is kept, so the expected loss is unchanged) and summed over B. With ``cached`` (``x_t``, ``t`` and
+        ``residual`` = ε_θ(x_t) − ε of those rows, from the data step) the UNet is not called at all."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
         l_guidance = guidance_loss(self.network(x_t, text_embeds, t, beta, eta), rewards, beta).mean()
         if rows is None or len(rows) == 0:
             return l_guidance, l_guidance.detach(), torch.zeros((), device=x0.device)
-        x_r, t_r, e_r = x_t[rows].detach(), t[rows], eta[rows]
+        e_r = eta[rows]
+        if cached is not None:
+            x_r, t_r = cached["x_t"].float(), cached["t"].long()
+            sigma_r = vp_coefficients(self.alphas_cumprod, t_r)[1]
+        else:
+            x_r, t_r, sigma_r = x_t[rows].detach(), t[rows], sigma_t[rows]
         _, grad = grad_log_h_of(self.network, x_r, text_embeds[rows], t_r, beta[rows], e_r, create_graph=True)
-        res, dtype = self.resolution, self.unet.dtype
-        time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(len(rows), 6)
-        with torch.no_grad():
-            eps = self.unet(x_r.to(dtype), t_r, encoder_hidden_states=prompt_embeds[rows].to(dtype),
-                            added_cond_kwargs={"text_embeds": text_embeds[rows].to(dtype), "time_ids": time_ids}).sample
-        l_consistency = consistency_loss(eps.float(), grad, sigma_t[rows], noise[rows])
+        if cached is not None:  # ε_θ(x_t) − ε, computed once by the data step
+            l_consistency = consistency_loss(cached["residual"].float(), grad, sigma_r, torch.zeros_like(grad))
+        else:
+            res, dtype = self.resolution, self.unet.dtype
+            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(len(rows), 6)
+            with torch.no_grad():
+                eps = self.unet(x_r.to(dtype), t_r, encoder_hidden_states=prompt_embeds[rows].to(dtype),
+                                added_cond_kwargs={"text_embeds": text_embeds[rows].to(dtype),
+                                                   "time_ids": time_ids}).sample
+            l_consistency = consistency_loss(eps.float(), grad, sigma_r, noise[rows])
         loss = l_guidance + consistency_scale * (e_r * l_consistency).sum() / x0.shape[0]
         return loss, l_guidance.detach(), l_consistency.detach().mean()
 
@@ -104,6 +115,8 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         raise ValueError(f"consistency_fraction must be in (0, 1], got {cfg.consistency_fraction}")
     if not 0 <= cfg.focus <= 1:
         raise ValueError(f"focus must be in [0, 1], got {cfg.focus}")
+    if cfg.consistency_source not in ("unet", "cache"):
+        raise ValueError(f"consistency_source must be 'unet' or 'cache', got {cfg.consistency_source!r}")
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
@@ -111,6 +124,10 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     device = accelerator.device
     pipe, preset = load_pipeline(cfg.model, device=str(device), dtype=torch.float32)
     data = load_cache(cfg.cache, device)
+    if cfg.consistency_source == "cache" and "c_residual" not in data:
+        raise ValueError(f"{cfg.cache} holds no cached consistency targets: rebuild it with "
+                         "`python -m training guidance-cache --consistency-draws K`, or train with "
+                         "--consistency-source unet")
     n = len(data["rewards"])
     r_mean, r_std = float(data["rewards"].mean()), float(data["rewards"].std())
     if cfg.init_from is not None:
@@ -150,13 +167,20 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         x0 = data["latents"][idx].float()
         noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
         keep = rng.random(cfg.batch_size) < cfg.consistency_fraction
-        rows = torch.from_numpy(np.flatnonzero(preferred[idx_host] & (eta > 0) & keep)).to(device)
+        rows_host = np.flatnonzero(preferred[idx_host] & (eta > 0) & keep)
+        rows = torch.from_numpy(rows_host).to(device)
+        cached = None
+        if cfg.consistency_source == "cache":
+            at = (torch.from_numpy(idx_host[rows_host]).to(device),
+                  torch.from_numpy(rng.integers(0, data["c_t"].shape[1], len(rows_host))).to(device))
+            cached = {"x_t": data["c_xt"][at], "t": data["c_t"][at], "residual": data["c_residual"][at]}
         lr = cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g in opt.param_groups:
             g["lr"] = lr
         loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
                                    data["rewards"][idx], t, noise, torch.from_numpy(beta).float().to(device),
-                                   torch.from_numpy(eta).float().to(device), rows, 1.0 / cfg.consistency_fraction)
+                                   torch.from_numpy(eta).float().to(device), rows, 1.0 / cfg.consistency_fraction,
+                                   cached)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
                                      "--beta-range, then resume (the last saved state is intact)")

@@ -25,11 +25,16 @@ from accelerate import PartialState
 from tqdm import tqdm
 
 from alignment import load_pipeline
+from alignment.diffusion_guidance import noised, vp_coefficients
 from alignment.rewards import load_reward
 
 from .preference_data import LoadReport, iter_pairs
 
 FIELDS = ("latents", "prompt_embeds", "text_embeds", "rewards", "preferred")
+# optional (--consistency-draws K): per image, K fixed noisings x_t at t and the frozen UNet's residual ε_θ(x_t) − ε,
+# so that training takes L_consistency = ‖(ε_θ − ε) − σ_t ∇log h‖² without calling the UNet (zeros on rows that are
+# not preferred: L_consistency never reads them)
+TARGET_FIELDS = ("c_xt", "c_t", "c_residual")
 
 
 @dataclass
@@ -42,6 +47,7 @@ class CacheConfig:
     chunk: int = 2048
     batch: int = 256
     limit: int | None = None
+    consistency_draws: int = 0  # K cached (t, x_t, ε_θ(x_t) − ε) per preferred image; 0 = none
 
 
 def _chunks(source, chunk: int, report: LoadReport, limit: int | None):
@@ -56,16 +62,50 @@ def _chunks(source, chunk: int, report: LoadReport, limit: int | None):
 
 
 @torch.no_grad()
-def encode_rows(pipe, reward, rows, models: tuple[str, ...], batch: int) -> dict[str, torch.Tensor]:
-    """One image per kept (row, side): latents, embeddings, rewards and the preferred flag."""
+def consistency_targets(unet, alphas_cumprod: torch.Tensor, latents, prompt_embeds, text_embeds, preferred,
+                        draws: int, resolution: int, seed: int) -> dict[str, torch.Tensor]:
+    """K = ``draws`` fixed noisings per preferred image: t uniform over the training timesteps, ``x_t = α_t x0 + σ_t ε``
+    and the frozen UNet's residual ``ε_θ(x_t) − ε``; (N, K, ...) tensors, zero on the other rows. A pure function
+    of (inputs, seed)."""
+    n, k = latents.shape[0], draws
+    device, dtype = unet.device, unet.dtype
+    c_xt = torch.zeros((n, k, *latents.shape[1:]), dtype=torch.float16)
+    c_residual = torch.zeros_like(c_xt)
+    c_t = torch.zeros((n, k), dtype=torch.int16)
+    rows = torch.nonzero(preferred).flatten()
+    if len(rows) == 0:
+        return {"c_xt": c_xt, "c_t": c_t, "c_residual": c_residual}
+    g = torch.Generator("cpu").manual_seed(seed)
+    t = torch.randint(0, len(alphas_cumprod), (len(rows), k), generator=g)
+    noise = torch.randn((len(rows), k, *latents.shape[1:]), generator=g)
+    x0 = latents[rows].float().unsqueeze(1).expand(-1, k, *([-1] * (latents.ndim - 1))).flatten(0, 1).to(device)
+    tt, eps = t.flatten().to(device), noise.flatten(0, 1).to(device)
+    alpha_t, sigma_t = vp_coefficients(alphas_cumprod.to(device), tt)
+    x_t = noised(x0, eps, alpha_t, sigma_t)
+    time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device, dtype=dtype)
+    pred = unet(x_t.to(dtype), tt, encoder_hidden_states=prompt_embeds[rows].repeat_interleave(k, 0).to(device, dtype),
+                added_cond_kwargs={"text_embeds": text_embeds[rows].repeat_interleave(k, 0).to(device, dtype),
+                                   "time_ids": time_ids.expand(len(tt), 6)}).sample.float()
+    c_xt[rows] = x_t.half().cpu().unflatten(0, (len(rows), k))
+    c_residual[rows] = (pred - eps).half().cpu().unflatten(0, (len(rows), k))
+    c_t[rows] = t.to(torch.int16)
+    return {"c_xt": c_xt, "c_t": c_t, "c_residual": c_residual}
+
+
+@torch.no_grad()
+def encode_rows(pipe, reward, rows, models: tuple[str, ...], batch: int, consistency_draws: int = 0,
+                resolution: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """One image per kept (row, side): latents, embeddings, rewards and the preferred flag (and, with
+    ``consistency_draws``, the cached L_consistency targets of ``consistency_targets``)."""
     items = []
     for r in rows:
         for image, model, mine, other in ((r.image_0, r.model_0, r.label_0, r.label_1),
                                           (r.image_1, r.model_1, r.label_1, r.label_0)):
             if not models or model in models:
                 items.append((image, r.caption, mine > other))
-    out = {k: [] for k in FIELDS}
+    out = {k: [] for k in FIELDS + (TARGET_FIELDS if consistency_draws else ())}
     device = pipe.unet.device
+    res = resolution or pipe.default_sample_size * pipe.vae_scale_factor
     vae = pipe.vae
     for s in range(0, len(items), batch):
         part = items[s : s + batch]
@@ -81,6 +121,11 @@ def encode_rows(pipe, reward, rows, models: tuple[str, ...], batch: int) -> dict
         out["text_embeds"].append(pooled.half().cpu())
         out["rewards"].append(reward.score(images, captions).float().cpu())
         out["preferred"].append(torch.tensor([p for _, _, p in part]))
+        if consistency_draws:
+            targets = consistency_targets(pipe.unet, pipe.scheduler.alphas_cumprod, latents, embeds, pooled,
+                                          out["preferred"][-1], consistency_draws, res, seed * 1_000_003 + s)
+            for k, v in targets.items():
+                out[k].append(v)
     if not items:
         return {}
     return {k: torch.cat(v) for k, v in out.items()}
@@ -88,7 +133,9 @@ def encode_rows(pipe, reward, rows, models: tuple[str, ...], batch: int) -> dict
 
 def build_cache(cfg: CacheConfig) -> dict:
     state = PartialState()
-    pipe, _ = load_pipeline(cfg.model, device=str(state.device))
+    if cfg.consistency_draws < 0:
+        raise ValueError(f"consistency_draws must be 0 or more, got {cfg.consistency_draws}")
+    pipe, preset = load_pipeline(cfg.model, device=str(state.device))
     reward = load_reward(cfg.reward, device=state.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     report = LoadReport()
@@ -98,12 +145,14 @@ def build_cache(cfg: CacheConfig) -> dict:
         path = cfg.out / f"chunk-{i:05d}.pt"
         if i % state.num_processes != state.process_index or path.exists():
             continue
-        data = encode_rows(pipe, reward, rows, cfg.models, cfg.batch)
+        data = encode_rows(pipe, reward, rows, cfg.models, cfg.batch, cfg.consistency_draws,
+                           preset.resolution if preset else None, seed=i)
         tmp = path.with_suffix(f".tmp{state.process_index}")
         torch.save(data, tmp)
         os.replace(tmp, path)  # atomic: a killed run leaves no half chunk
         written += 1
     info = {"pairs": str(cfg.pairs), "model": cfg.model, "reward": cfg.reward, "models": list(cfg.models),
+            "consistency_draws": cfg.consistency_draws,
             "read": report.read, "kept": report.kept, "skipped": dict(report.skipped)}
     if state.is_main_process:
         (cfg.out / "cache.json").write_text(json.dumps(info, indent=1))
@@ -117,4 +166,5 @@ def load_cache(folder: Path, device=None) -> dict[str, torch.Tensor]:
     if not files:
         raise FileNotFoundError(f"no cached chunks in {folder}: run `python -m training guidance-cache` first")
     parts = [p for p in (torch.load(f, map_location="cpu") for f in files) if p]
-    return {k: torch.cat([p[k] for p in parts]).to(device) for k in FIELDS}
+    fields = FIELDS + (TARGET_FIELDS if all(k in p for p in parts for k in TARGET_FIELDS) else ())
+    return {k: torch.cat([p[k] for p in parts]).to(device) for k in fields}

@@ -89,16 +89,38 @@ def _decode(blob) -> Image.Image:
     return image.convert("RGB")
 
 
+REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
+
+
+def _hub_id(source: str) -> bool:
+    """Whether ``source`` can be a hub data set id (``owner/name``) rather than a local path."""
+    return (source.count("/") == 1 and not source.startswith((".", "/", "~"))
+            and not source.endswith((".parquet", "/")))
+
+
+def _parquet(f: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(f)
+    except Exception as e:  # noqa: BLE001 - pyarrow's errors (ArrowInvalid, OSError) become one message
+        raise ValueError(f"{f} can't be read as a parquet file ({type(e).__name__}: {str(e)[:200]})") from e
+    missing = [c for c in REQUIRED if c not in file.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{f} is not in the Pick-a-Pic layout: it has no column {', '.join(missing)}")
+    return file
+
+
 def _rows(source: str | Path, split: str) -> Iterator[dict]:
     path = Path(source)
     if path.exists():
-        import pyarrow.parquet as pq
-
         files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
+            for batch in _parquet(f).iter_batches(batch_size=256):
                 yield from batch.to_pylist()
         return
+    if not _hub_id(str(source)):
+        raise FileNotFoundError(f"no such file or folder: {str(source)!r} (nor is it a hub data set id, owner/name)")
     try:
         import datasets
     except ImportError as e:
@@ -124,8 +146,8 @@ def iter_pairs(source: str | Path, split: str = "train", limit: int | None = Non
         except (KeyError, TypeError, ValueError):
             report.skipped["bad label"] += 1
             continue
-        if not (math.isfinite(label_0) and math.isfinite(label_1)):
-            report.skipped["bad label"] += 1
+        if not (0 <= label_0 <= 1 and 0 <= label_1 <= 1 and abs(label_0 + label_1 - 1) < 1e-6):  # NaN fails too
+            report.skipped["bad label"] += 1  # Pick-a-Pic's labels: (1, 0), (0, 1) or a tie (0.5, 0.5)
             continue
         try:
             image_0, image_1 = _decode(row["jpg_0"]), _decode(row["jpg_1"])

@@ -87,6 +87,17 @@ def _default_network():
     return CHECKPOINTS / "toy-guidance"
 
 
+FAMILY = {"is": "flow", "bon": "flow", "guided": "diffusion", "tweedie": "diffusion"}  # the family a method needs
+
+
+def _check_family(method: str, model: str, family: str | None) -> None:
+    """ValueError when ``method`` needs a family of model that ``model`` (of ``family``) is not."""
+    needed = FAMILY.get(method)
+    if needed is not None and family is not None and family != needed:
+        examples = "toy-sd3, sd3.5-large-turbo" if needed == "flow" else "toy-sdxl, sdxl-turbo"
+        raise ValueError(f"--method {method} needs a {needed} model (e.g. {examples}); {model} is a {family} model")
+
+
 METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon"), "guided": _diffusion("guided"),
            "tweedie": _diffusion("tweedie")}
 
@@ -131,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     from .sample_bank import check_n
 
     try:
+        if args.reward is not None:  # refuse an unknown reward name before loading anything
+            from .rewards.registry import parse_spec
+
+            parse_spec(args.reward)
         if args.method in ("is", "bon"):  # refuse bad numbers before loading anything
             check_n(args.n)
         if args.method in ("is", "guided", "tweedie"):
@@ -139,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             check_eta(args.eta)
         if args.method in ("guided", "tweedie"):
             check_alpha(args.alpha)
+        from .presets import find_preset
+
+        known = find_preset(args.model)
+        _check_family(args.method, args.model, known.family if known else None)  # before loading, when known
         pipe, preset = load_pipeline(args.model, device=args.device)
+        _check_family(args.method, args.model, "flow" if getattr(pipe, "transformer", None) is not None
+                      else "diffusion")
         image, fields = METHODS[args.method](pipe, preset, args)
     except (ModelLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

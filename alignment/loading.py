@@ -41,9 +41,13 @@ def _read_index(folder: Path) -> dict:
     if not index.is_file():
         raise ModelLoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json")
     try:
-        return json.loads(index.read_text())
-    except (json.JSONDecodeError, OSError) as e:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # ValueError: not JSON, or not UTF-8
         raise ModelLoadError(f"{index} cannot be read as JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{index} is not a diffusers model index: it holds a JSON {type(data).__name__}, not an "
+                             "object naming the pipeline's class and components")
+    return data
 
 
 def _family(index: dict) -> str | None:

@@ -18,7 +18,7 @@ import gradio as gr
 
 from .arena import Arena
 from .engine import Config, Engine, default_arena_configs
-from .errors import gpu, page_errors, text
+from .errors import CheckboxGroup, Radio, gpu, page_errors, text
 from .explore import EXAMPLES
 from .store import MAX_SEED, Store, StoreError, VoteRefused
 
@@ -75,6 +75,10 @@ class ArenaSession:
         the chosen list; only configurations whose weights are there now."""
         if pairing not in PAIRINGS:
             raise ValueError(f"the pairing must be one of: {', '.join(PAIRINGS)}")
+        if isinstance(labels, str):
+            labels = [labels]
+        if labels is not None and not isinstance(labels, (list, tuple)):
+            raise ValueError("the configurations must be a list of names from the list shown")
         labels = self.labels if labels is None else list(labels)
         unknown = [label for label in labels if label not in self.by_label]
         if unknown:
@@ -110,12 +114,12 @@ class ArenaSession:
 
         store = self._store()
         prompt = check_prompt(prompt)
+        a, b = self.choose(pairing, labels)  # before the session: a refused choice stores nothing
         state = PairState() if state is None else PairState(state.session_id)
         if state.session_id is None:
             state.session_id = store.start_session(client_address=address)
         if store.votes_left(state.session_id) == 0:
             raise VoteRefused(f"This session has reached its limit of {store.vote_cap} votes. Thank you!")
-        a, b = self.choose(pairing, labels)
         seed = self.rng.randrange(MAX_SEED + 1)
 
         def report(done: int):
@@ -166,9 +170,9 @@ def build_arena(session: ArenaSession) -> None:
         shuffle = gr.Button("🎲 example prompt", size="sm", scale=1)
         new = gr.Button("New pair", variant="primary", scale=1, elem_id="arena-new")
     with gr.Accordion("Which configurations play", open=False):
-        pairing = gr.Radio(list(PAIRINGS), value=PAIRINGS[0], label="Pairing", elem_id="arena-pairing")
-        labels = gr.CheckboxGroup(session.labels, value=session.labels, label="Configurations",
-                                  elem_id="arena-configs")
+        pairing = Radio(list(PAIRINGS), value=PAIRINGS[0], label="Pairing", elem_id="arena-pairing")
+        labels = CheckboxGroup(session.labels, value=session.labels, label="Configurations",
+                               elem_id="arena-configs")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):
             left = gr.Image(label="Left", type="pil", format="png", height=256, interactive=False,

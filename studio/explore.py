@@ -13,7 +13,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from .engine import Engine, ExploreView
-from .errors import gpu, page_errors, text
+from .errors import Dropdown, Number, Slider, gpu, page_errors, text
 from .store import MAX_SEED
 
 EXAMPLES = [
@@ -133,22 +133,22 @@ def build_explore(engine: Engine) -> None:
         with gr.Column(scale=3):
             prompt = gr.Textbox(value=EXAMPLES[0][0], label="Prompt", max_lines=2, elem_id="explore-prompt")
         with gr.Column(scale=1, min_width=200):
-            model = gr.Dropdown(models, value=models[0], label="Model", elem_id="explore-model")
+            model = Dropdown(models, value=models[0], label="Model", elem_id="explore-model")
         with gr.Column(scale=1, min_width=160):
-            seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="explore-seed")
+            seed = Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="explore-seed")
             dice = gr.Button("🎲 random seed", size="sm")
     first = _first_family(engine, models[0])
     diffusion = first == "diffusion"
     family_md = gr.Markdown(family_text(first), elem_id="explore-family")
     with gr.Row():
-        beta = gr.Slider(0.05, 5.0, value=DEFAULTS["beta"], step=0.05,
-                         label="β (temperature: small = strong alignment)", elem_id="explore-beta")
-        eta = gr.Slider(0.0, 2.0, value=DEFAULTS["eta"], step=0.1, label="η (consistency weight)", visible=diffusion,
-                        elem_id="explore-eta")
-        alpha = gr.Slider(0.0, 5.0, value=DEFAULTS["alpha"], step=0.1, label="α (guidance strength)",
-                          visible=diffusion, elem_id="explore-alpha")
-        n = gr.Slider(1, engine.settings.max_n, value=DEFAULTS["n"], step=1, label="N (bank size)",
-                      visible=not diffusion, elem_id="explore-n")
+        beta = Slider(0.05, 5.0, value=DEFAULTS["beta"], step=0.05,
+                      label="β (temperature: small = strong alignment)", elem_id="explore-beta")
+        eta = Slider(0.0, 2.0, value=DEFAULTS["eta"], step=0.1, label="η (consistency weight)", visible=diffusion,
+                     elem_id="explore-eta")
+        alpha = Slider(0.0, 5.0, value=DEFAULTS["alpha"], step=0.1, label="α (guidance strength)",
+                       visible=diffusion, elem_id="explore-alpha")
+        n = Slider(1, engine.settings.max_n, value=DEFAULTS["n"], step=1, label="N (bank size)",
+                   visible=not diffusion, elem_id="explore-n")
     generate = gr.Button("Generate", variant="primary", elem_id="explore-generate")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):

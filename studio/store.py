@@ -320,8 +320,9 @@ class Store:
         try:
             sha = self.images.put(image)  # content-addressed: a file left by a failed transaction is harmless
         except OSError as e:
-            raise StoreUnavailable(f"The image couldn't be saved ({e.strerror}: read-only or full disk); nothing "
-                                   "was stored. Generation still works.") from e
+            reason = e.strerror or str(e) or type(e).__name__
+            raise StoreUnavailable(f"The image couldn't be saved because the image folder can't be written (the "
+                                   f"system says “{reason}”). Nothing was stored. Generation still works.") from e
 
         def write(s):
             prompt_row = self._prompt(s, text)

@@ -104,8 +104,9 @@ def test_an_image_folder_that_cant_be_written_is_a_sentence_and_explore_keeps_wo
     try:
         paired = call(demo, "arena_pair", PAIR, uuid.uuid4().hex[:11])
         assert not paired["success"]
-        assert paired["output"]["error"].startswith("The image couldn't be saved (")
-        assert paired["output"]["error"].endswith("read-only or full disk); nothing was stored. Generation still works.")
+        assert paired["output"]["error"] == ("The image couldn't be saved because the image folder can't be "
+                                             "written (the system says “Not a directory”). Nothing was stored. "
+                                             "Generation still works.")
         explored = call(demo, "explore", EXPLORE, uuid.uuid4().hex[:11])
         assert explored["success"] and len(images(explored)) >= 2
     finally:

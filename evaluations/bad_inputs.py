@@ -356,8 +356,9 @@ class Run:
         self.store.close()
 
     def add(self, row: Row) -> Row:
+        cut = re.compile(re.escape(str(self.folder.parent)) + r"/bad-inputs-\S*…$")  # a path cut by one_line
         for name in ("input", "answer", "stored"):  # the temporary folder's name says nothing: <tmp>
-            setattr(row, name, getattr(row, name).replace(str(self.folder), "<tmp>"))
+            setattr(row, name, cut.sub("<tmp>…", getattr(row, name).replace(str(self.folder), "<tmp>")))
         if os.environ.get("BAD_INPUTS_VERBOSE"):
             now = time.perf_counter()
             print(f"[{now - getattr(self, '_last', now):.2f}s] {row.entry} · {row.input}: {row.answer[:200]} "

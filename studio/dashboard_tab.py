@@ -2,8 +2,9 @@
 β results in ``evaluations/results/*.json``, refreshed on opening the tab or on the button; exports as files.
 
 Exports (the dashboard as one offline HTML file, the votes as CSV and as Pick-a-Pic parquet) hold every session's
-votes, so on a public deployment they are an admin action: when ``STUDIO_ADMIN_TOKEN`` is set the token must be
-typed in; on Hugging Face Spaces (``SPACE_ID`` set) without a token they are off. Locally they are open.
+votes, and deleting a session's votes changes the data, so on a public deployment both are admin actions: when
+``STUDIO_ADMIN_TOKEN`` is set the token must be typed in; on Hugging Face Spaces (``SPACE_ID`` set) without a token
+they are off. Locally they are open.
 """
 
 from __future__ import annotations
@@ -55,13 +56,23 @@ class Dashboard:
             summary += f" · {count(len(skipped), 'result file')} without β rows"
         return (*figures, "\n\n".join(s for s in (summary, note) if s))
 
-    def check_token(self, token: str | None) -> None:
+    def check_token(self, token: str | None, action: str = "exports") -> None:
         expected = os.environ.get("STUDIO_ADMIN_TOKEN")
         if expected:
             if not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.encode()):
-                raise ValueError("exports need the admin token (STUDIO_ADMIN_TOKEN): type it in the token field")
+                raise ValueError(f"{action} need the admin token (STUDIO_ADMIN_TOKEN): type it in the token field")
         elif os.environ.get("SPACE_ID"):
-            raise ValueError("exports are off on this public deployment: set STUDIO_ADMIN_TOKEN to turn them on")
+            raise ValueError(f"{action} are off on this public deployment: set STUDIO_ADMIN_TOKEN to turn them on")
+
+    def delete_votes(self, session_id: str | None, token: str | None = None) -> str:
+        """Delete one session's votes (an admin action, like the exports); a sentence saying how many."""
+        self.check_token(token, "deletions")
+        if self.store is None:
+            raise StoreError(f"{self.store_error} There is nothing to delete.")
+        if not isinstance(session_id, str) or not session_id.strip():
+            raise ValueError("give the session id whose votes to delete (the CSV export lists them)")
+        n = self.store.delete_votes(session_id.strip())
+        return f"Deleted {count(n, 'vote')} of session {session_id.strip()[:64]}."
 
     def export(self, kind: str, token: str | None = None) -> str:
         """Write one export file and return its path: ``html``, ``csv`` or ``parquet``."""
@@ -96,6 +107,11 @@ def build_dashboard(dashboard: Dashboard, tab: gr.Tab) -> None:
                        for kind, label in (("html", "Dashboard (HTML)"), ("csv", "Votes (CSV)"),
                                            ("parquet", "Votes (Pick-a-Pic parquet)"))}
         files = gr.File(label="Exported file", interactive=False, elem_id="dashboard-file")
+        with gr.Row():
+            session = gr.Textbox(label="Session id", max_lines=1, scale=3, elem_id="dashboard-delete-session")
+            delete = gr.Button("Delete this session's votes", size="sm", variant="stop", scale=1,
+                               elem_id="dashboard-delete")
+        deleted = gr.Markdown(elem_id="dashboard-deleted")
 
     update = dict(fn=page_errors(dashboard.refresh), outputs=[*plots, summary], concurrency_limit=2)
     refresh.click(api_name="dashboard", **update)
@@ -110,3 +126,9 @@ def build_dashboard(dashboard: Dashboard, tab: gr.Tab) -> None:
 
     for kind, button in buttons.items():
         button.click(exporter(kind), inputs=token, outputs=files, api_name=f"export_{kind}", concurrency_limit=2)
+
+    @page_errors
+    def delete_votes(session_id, admin_token):
+        return dashboard.delete_votes(session_id, admin_token)
+
+    delete.click(delete_votes, inputs=[session, token], outputs=deleted, api_name="delete_votes", concurrency_limit=1)

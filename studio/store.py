@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from PIL import Image
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
@@ -436,6 +436,18 @@ class Store:
         if count is None:
             raise ValueError("unknown session: reload the page to start a new one")
         return max(self.vote_cap - count, 0)
+
+    def delete_votes(self, session_id: str) -> int:
+        """An admin action: delete every vote of one session (a spammer's, say) and return how many. The session's
+        vote count is kept, so its caps still count those votes; prompts, generations and images stay."""
+        session_id = _text_id(session_id)
+
+        def write(s):
+            if s.get(Session, session_id) is None:
+                raise ValueError("unknown session: copy its id from the votes table or the CSV export")
+            return s.execute(delete(Vote).where(Vote.session_id == session_id)).rowcount
+
+        return int(self._transaction(write))
 
     def image(self, sha256: str) -> Image.Image:
         return self.images.get(sha256)

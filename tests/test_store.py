@@ -177,6 +177,18 @@ def test_a_vote_counts_once(store):
     assert store.votes_left(session) == 2
 
 
+def test_an_admin_deletes_one_sessions_votes_and_its_cap_still_counts_them(store):
+    spammer, other = store.start_session(), store.start_session()
+    for session, choice in ((spammer, "left"), (spammer, "right"), (other, "tie")):
+        store.record_vote(session, _pair(store, session), choice)
+    assert store.delete_votes(spammer) == 2
+    assert _count(store, Vote) == 1 and store.votes_left(spammer) == 1  # the cap (3) still counts both
+    assert store.delete_votes(spammer) == 0
+    for bad in ("no-such-session", "x\x00y", 12):
+        with pytest.raises(ValueError, match="unknown session"):
+            store.delete_votes(bad)
+
+
 def test_a_double_click_from_two_threads_stores_one_vote(store):
     session = store.start_session()
     comparison = _pair(store, session)

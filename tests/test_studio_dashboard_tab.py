@@ -78,3 +78,23 @@ def test_without_a_store_the_results_still_show(tmp_path, monkeypatch):
     assert len(figures[-1].data) == 1  # the β curve from the results file
     with pytest.raises(StoreError, match="nothing to export"):
         dashboard.export("csv")
+
+
+def test_deleting_a_sessions_votes_is_an_admin_action(store, tmp_path, monkeypatch):
+    dashboard = Dashboard(store, results_dir=tmp_path / "no-results")
+    sessions = sorted(store.vote_records()["session_id"])
+    monkeypatch.setenv("STUDIO_ADMIN_TOKEN", "s3cret")
+    with pytest.raises(ValueError, match="deletions need the admin token"):
+        dashboard.delete_votes(sessions[0], "wrong")
+    assert len(store.vote_records()) == 4  # nothing deleted without the token
+    assert dashboard.delete_votes(sessions[0], "s3cret") == f"Deleted 1 vote of session {sessions[0]}."
+    assert sorted(store.vote_records()["session_id"]) == sessions[1:]
+    assert dashboard.delete_votes(sessions[0], "s3cret").startswith("Deleted 0 votes")  # twice: nothing left
+    with pytest.raises(ValueError, match="unknown session"):
+        dashboard.delete_votes("no-such-session", "s3cret")
+    with pytest.raises(ValueError, match="session id"):
+        dashboard.delete_votes("  ", "s3cret")
+    monkeypatch.delenv("STUDIO_ADMIN_TOKEN")
+    monkeypatch.setenv("SPACE_ID", "someone/studio")
+    with pytest.raises(ValueError, match="deletions are off on this public deployment"):
+        dashboard.delete_votes(sessions[1])

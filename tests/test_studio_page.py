@@ -20,7 +20,7 @@ from studio.store import Store
 from studio.ui import LAUNCH_KWARGS, build_demo
 
 API_NAMES = {"explore", "arena_pair", "vote_left", "vote_right", "vote_tie", "vote_both_bad", "dashboard",
-             "export_html", "export_csv", "export_parquet"}
+             "export_html", "export_csv", "export_parquet", "delete_votes"}
 CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
 # what would tell the configurations apart ("eta" alone is also Gradio's queue field "rank_eta": η and β stand in)
 SECRETS = ("baseline", "guided", "toy-sdxl", "beta", "β", "η", "α", "alpha", "reward", "seed", "method")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -315,6 +316,13 @@ def database_kind(database_url: str) -> str:
     return make_url(database_url).get_backend_name()
 
 
+def run_coroutine(coro):
+    """``asyncio.run(coro)`` in a thread of its own, so it works where this thread already runs an event loop (a
+    Jupyter kernel, or playwright's sync API earlier in a test session)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def run_load(database_url: str | None = None, *, voters: int = 50, votes_per_voter: int = 4, url: str | None = None,
              engine: str = "cheap", data_dir: str | Path | None = None, timeout_s: float = 300.0) -> dict:
     """Run ``voters`` simulated voters at once, ``votes_per_voter`` (pair, vote) rounds each, against the studio at
@@ -339,7 +347,7 @@ def run_load(database_url: str | None = None, *, voters: int = 50, votes_per_vot
             served = "in-process on 127.0.0.1"
         else:
             url_served, served = url, url
-        log, elapsed = asyncio.run(drive(url_served, run, voters, votes_per_voter, timeout_s))
+        log, elapsed = run_coroutine(drive(url_served, run, voters, votes_per_voter, timeout_s))
         if store is not None:
             store.close()
         check = check_votes(log["acknowledged"], stored_votes(database_url, run), log["attempted"])

@@ -6,7 +6,6 @@ store that can't be opened at all is in ``test_studio_arena_tab.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import uuid
 
@@ -15,7 +14,7 @@ import pytest
 from sqlalchemy import event
 from test_studio_helpers import PROMPT, studio_engine  # noqa: F401  (fixture)
 
-from evaluations.load_test import Studio, free_port
+from evaluations.load_test import Studio, free_port, run_coroutine
 from studio.engine import Config
 from studio.store import Store
 from studio.ui import LAUNCH_KWARGS, build_demo
@@ -44,7 +43,7 @@ def call(demo, api_name: str, data: list, session: str) -> dict:
             studio = Studio(demo.local_url, client)
             await studio.connect()
             return await studio.call(api_name, data, session)
-    return asyncio.run(once())
+    return run_coroutine(once())
 
 
 def read_only(store: Store):

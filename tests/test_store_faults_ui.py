@@ -12,12 +12,11 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import event
-from test_studio_helpers import PROMPT, studio_engine  # noqa: F401  (fixture)
+from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
-from evaluations.load_test import Studio, free_port, run_coroutine
+from evaluations.load_test import Studio, run_coroutine
 from studio.engine import Config
 from studio.store import Store
-from studio.ui import LAUNCH_KWARGS, build_demo
 
 CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
 PAIR = [None, PROMPT, "baseline vs aligned", [c.label for c in CONFIGS]]
@@ -27,14 +26,8 @@ NOT_SAVED = "can't be written right now (read-only, full or unreachable); nothin
 
 @pytest.fixture(scope="module")
 def page(studio_engine, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faults")
-    store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")
-    demo = build_demo(engine=studio_engine, store=store, arena_configs=CONFIGS, warm_up=False)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                        **LAUNCH_KWARGS)
-    yield demo, store
-    demo.close()
-    store.close()
+    with served_page(studio_engine, tmp_path_factory.mktemp("faults"), CONFIGS) as served:
+        yield served
 
 
 def call(demo, api_name: str, data: list, session: str) -> dict:

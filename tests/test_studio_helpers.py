@@ -1,7 +1,10 @@
 """Shared pieces of the studio tests (imported by the other test_studio_* modules): a cheap reward, a random guidance
-network in a temp folder, and one engine over the shipped toy pipelines for the whole session."""
+network in a temp folder, one engine over the shipped toy pipelines for the whole session, and the whole page served
+in-process over a fresh store."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
@@ -52,3 +55,21 @@ def test_the_cheap_reward_prefers_red():
     red, blue = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
     red[:, 0], blue[:, 2] = 1, 1
     assert Redness().score(red, ["x"]) > Redness().score(blue, ["x"])
+
+
+@contextlib.contextmanager
+def served_page(engine, folder, configs):
+    """(demo, store): the studio page over ``engine`` and a fresh SQLite store in ``folder``, served with Gradio's
+    queue on a free loopback port, closed afterwards."""
+    from evaluations.load_test import free_port
+    from studio.ui import LAUNCH_KWARGS, build_demo
+
+    store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")
+    demo = build_demo(engine=engine, store=store, arena_configs=configs, warm_up=False)
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                        **LAUNCH_KWARGS)
+    try:
+        yield demo, store
+    finally:
+        demo.close()
+        store.close()

@@ -5,19 +5,17 @@ reveals them, and bad input comes back as a sentence, not a stack trace."""
 from __future__ import annotations
 
 import json
-import socket
 import struct
 import uuid
 
 import gradio as gr
 import httpx
 import pytest
-from test_studio_helpers import PROMPT, studio_engine  # noqa: F401  (fixture)
+from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
 from studio.engine import Config
 from studio.errors import page_errors, sentence, text
-from studio.store import Store
-from studio.ui import LAUNCH_KWARGS, build_demo
+from studio.ui import build_demo
 
 API_NAMES = {"explore", "arena_pair", "vote_left", "vote_right", "vote_tie", "vote_both_bad", "dashboard",
              "export_html", "export_csv", "export_parquet", "delete_votes"}
@@ -26,22 +24,10 @@ CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", al
 SECRETS = ("baseline", "guided", "toy-sdxl", "beta", "β", "η", "α", "alpha", "reward", "seed", "method")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(studio_engine, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("page")
-    store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")
-    demo = build_demo(engine=studio_engine, store=store, arena_configs=CONFIGS, warm_up=False)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                        **LAUNCH_KWARGS)
-    yield demo, store
-    demo.close()
-    store.close()
+    with served_page(studio_engine, tmp_path_factory.mktemp("page"), CONFIGS) as served:
+        yield served
 
 
 def call(demo, api_name: str, data: list, session: str) -> tuple[list, str]:

@@ -67,3 +67,27 @@ def test_pause_at_deadline_saves_state(tmp_path):
     assert run(cfg) is False
     assert (tmp_path / "work" / "vae" / "state").exists()
     assert json.loads((tmp_path / "work" / "vae" / "progress.json").read_text())["step"] == 1
+
+
+def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path):
+    """``--init-from X --fresh-denoiser``: X's VAE (and text encoders, trained on), a new denoiser built from
+    toy_configs, and a resumed run keeps training the new one, not X's."""
+    from training import toy_configs
+
+    shipped = ROOT / "checkpoints" / "toy-sd3"
+    cfg = ToyTrainConfig(preset="toy-sd3", work=tmp_path / "work", export=tmp_path / "export", steps=1, batch_size=2,
+                         pool=tmp_path / "pool.npz", pool_size=4, workers=1, save_every=1, init_from=shipped,
+                         fresh_denoiser=True)
+    assert run(cfg) is True
+    (tmp_path / "work" / "denoiser" / "progress.json").write_text(json.dumps({"step": 1, "done": False}))
+    cfg.steps = 2
+    assert run(cfg) is True
+    exported = load_pipeline_for_training("toy-sd3", tmp_path / "export")
+    original = load_pipeline_for_training("toy-sd3", shipped)
+    fresh = toy_configs.transformer().config
+    assert all(exported.transformer.config[k] == fresh[k] for k in ("patch_size", "num_layers", "attention_head_dim"))
+    a, b = exported.transformer.state_dict(), original.transformer.state_dict()
+    assert a.keys() != b.keys() or any(a[k].shape != b[k].shape or not torch.equal(a[k], b[k]) for k in a)
+    a, b = exported.vae.state_dict(), original.vae.state_dict()
+    assert all(torch.equal(a[k].half(), b[k].half()) for k in a)
+    assert exported.vae.config.shift_factor == original.vae.config.shift_factor

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--work", type=Path, required=True, help="folder for resumable training state")
     base.add_argument("--export", type=Path, default=None, help="where to save the diffusers pipeline folder")
     base.add_argument("--init-from", type=Path, default=None, help="start from an exported pipeline folder")
+    base.add_argument("--fresh-denoiser", action="store_true",
+                      help="with --init-from: keep its VAE and text encoders, build the denoiser anew from toy_configs")
     base.add_argument("--vae-steps", type=int, default=3000)
     base.add_argument("--steps", type=int, default=20000)
     base.add_argument("--batch-size", type=int, default=128)
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             vae_steps=args.vae_steps, steps=args.steps, batch_size=args.batch_size, lr=args.lr, vae_lr=args.vae_lr,
             workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed,
             pool=args.pool, pool_size=args.pool_size, time_shift=args.time_shift, anneal=args.anneal,
+            fresh_denoiser=args.fresh_denoiser,
         )
         run(cfg)
         return 0

@@ -59,6 +59,7 @@ class ToyTrainConfig:
     max_minutes: float = 1e9
     save_every: int = 1000
     init_from: Path | None = None
+    fresh_denoiser: bool = False  # with init_from: keep its VAE and text encoders, start the denoiser from scratch
     pool: Path | None = None  # cached ScenePool (.npz); rendered when missing
     pool_size: int = 200_000
     stats_samples: int = 4096  # images used to measure the latent scale and shift
@@ -416,6 +417,11 @@ def run(cfg: ToyTrainConfig) -> bool:
         pipe = new_pipeline(cfg.preset, cfg.work)
         if cfg.init_from is not None:
             pipe = load_pipeline_for_training(cfg.preset, cfg.init_from)
+    if cfg.fresh_denoiser:
+        # a new denoiser from toy_configs (e.g. a changed architecture) on top of init_from's VAE and text encoders;
+        # a resumed run loads its trained weights from the saved state
+        name = "unet" if cfg.preset == "toy-sdxl" else "transformer"
+        pipe.register_modules(**{name: toy_configs.denoiser(cfg.preset)})
     device = _accelerator().device
     pipe.to(device, torch.float32)
     if cfg.pool is not None and cfg.pool.exists():

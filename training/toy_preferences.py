@@ -26,8 +26,14 @@ def _varied_render(scene, rng) -> Image.Image:
     other = sample_scene(rng, split="all")
     varied = dataclasses.replace(scene, radius=other.radius, cx=other.cx, cy=other.cy, rotation=other.rotation,
                                  contrast=other.contrast, blur=other.blur, noise=other.noise, noise_seed=other.noise_seed)
-    if rng.random() < 0.2:  # sometimes the wrong shape, as a model would draw it
+    # sometimes the wrong shape, colour or background, as a model would draw them
+    mistake = rng.random()
+    if mistake < 0.2:
         varied = dataclasses.replace(varied, shape=other.shape)
+    elif mistake < 0.3 and other.colour != scene.background:
+        varied = dataclasses.replace(varied, colour=other.colour)
+    elif mistake < 0.4 and other.background != scene.colour:
+        varied = dataclasses.replace(varied, background=other.background)
     return Image.fromarray(render(varied))
 
 

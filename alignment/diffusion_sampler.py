@@ -26,7 +26,7 @@ from .diffusion_guidance import check_alpha, check_beta, check_eta, grad_log_h_o
 from .guidance_network import GuidanceNetwork
 from .presets import Preset
 from .rewards import Reward, load_reward
-from .sampling import check_prompt
+from .sampling import check_prompt, with_component
 
 
 class _UNetWrapper(torch.nn.Module):
@@ -146,13 +146,6 @@ def _settings(pipe, preset: Preset | None, steps, guidance_scale) -> tuple[int, 
         raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
     size = {"height": preset.resolution, "width": preset.resolution} if preset else {}
     return steps, guidance, size
-
-
-def with_component(pipe, **replace):
-    """The same pipeline (components and settings such as ``force_zeros_for_empty_prompt``) with some components
-    replaced. Not ``from_pipe``: that would recast the shared modules to one dtype."""
-    settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
-    return type(pipe)(**{**pipe.components, **replace}, **settings)
 
 
 def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size) -> tuple[list, float]:

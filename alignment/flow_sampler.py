@@ -20,12 +20,11 @@ import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
-from .diffusion_sampler import with_component
 from .flow_guidance import accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
 from .sample_bank import DEFAULT_REWARD, SampleBank, check_n, check_seed, start_noise, to_images
-from .sampling import check_prompt
+from .sampling import check_prompt, with_component
 
 
 class GuidedTransformer(torch.nn.Module):

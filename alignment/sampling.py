@@ -64,3 +64,10 @@ def generate(
     images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **kwargs).images
     seconds = time.perf_counter() - start
     return Generation(images, prompts, int(seed), steps, guidance, seconds)
+
+
+def with_component(pipe, **replace):
+    """The same pipeline (components and settings such as ``force_zeros_for_empty_prompt``) with some components
+    replaced. Not ``from_pipe``: that would recast the shared modules to one dtype."""
+    settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
+    return type(pipe)(**{**pipe.components, **replace}, **settings)

@@ -17,6 +17,7 @@ repeat). Only calls at the first timestep of a trajectory are kept (the calls th
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -69,6 +70,7 @@ class Memo(torch.nn.Module):
         self.misses = 0
         self.max_timestep: float | None = None
         self.remembering = True
+        self._lock = threading.Lock()  # a sample bank may call from several threads at once
 
     def __getattr__(self, name):
         try:
@@ -91,21 +93,24 @@ class Memo(torch.nn.Module):
             isinstance(v, torch.Tensor) and v.requires_grad for v in list(args) + list(kwargs.values()))
         if needs_grad or not self.remembering or (self.first_step_only and not self._is_first_step(args, kwargs)):
             return self.model(*args, **kwargs)
-        for key, (seen_args, seen_kwargs, output) in self._memory.items():
-            if same(seen_args, args) and same(seen_kwargs, kwargs):
-                self._memory.move_to_end(key)
-                self.hits += 1
-                return _copy(output)
-        self.misses += 1
+        with self._lock:
+            for key, (seen_args, seen_kwargs, output) in self._memory.items():
+                if same(seen_args, args) and same(seen_kwargs, kwargs):
+                    self._memory.move_to_end(key)
+                    self.hits += 1
+                    return _copy(output)
+            self.misses += 1
         output = self.model(*args, **kwargs)
-        self._memory[self._next] = (_copy(args), _copy(kwargs), _copy(output))
-        self._next += 1
-        while len(self._memory) > self.size:
-            self._memory.popitem(last=False)
+        with self._lock:
+            self._memory[self._next] = (_copy(args), _copy(kwargs), _copy(output))
+            self._next += 1
+            while len(self._memory) > self.size:
+                self._memory.popitem(last=False)
         return output
 
     def clear(self) -> None:
-        self._memory.clear()
+        with self._lock:
+            self._memory.clear()
 
     @contextmanager
     def paused(self):

@@ -11,7 +11,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from mixture import Mixture, MixtureVelocity
 
-from alignment import load_pipeline
+from alignment import generate, load_pipeline
 from alignment.flow_guidance import effective_sample_size, flow_guidance, importance_weights, posterior_logits
 from alignment.flow_sampler import GuidedTransformer, baseline, best_of_n, sample_is
 from alignment.rewards import Reward, register
@@ -204,6 +204,29 @@ def test_the_bank_extends_in_bounded_batches_and_is_deterministic(sd3, bank):
     assert torch.allclose(fresh.latents, five.latents, atol=1e-4)  # a sample does not depend on its batch
     other = bank.get(PROMPT, seed=6, n=1)
     assert not torch.allclose(other.latents, three.latents[:1])
+
+
+def test_worker_threads_make_the_same_bank_and_leave_the_pipeline_usable(sd3):
+    """workers=2: the samples are split over two threads (each with its own scheduler), the same bank comes out,
+    and the shared pipeline still samples afterwards (its scheduler was never stepped by the threads)."""
+    from studio.memo import memoise
+
+    one = SampleBank(sd3[0], Redness(), preset=sd3[1], steps=2, batch_size=8).get(PROMPT, seed=9, n=5)
+    threaded = SampleBank(sd3[0], Redness(), preset=sd3[1], steps=2, batch_size=8, workers=2)
+    memo = memoise(sd3[0])  # the studio's memos see both threads at once
+    try:
+        with memo.paused():
+            two = threaded.get(PROMPT, seed=9, n=5)
+    finally:
+        sd3[0].transformer = memo.model
+        for name in ("text_encoder", "text_encoder_2"):
+            setattr(sd3[0], name, getattr(sd3[0], name).model)
+    assert threaded.pipeline_calls == 2 and threaded.largest_batch == 3  # chunks of ceil(5 / 2)
+    assert torch.equal(two.seeds, one.seeds) and torch.allclose(two.latents, one.latents, atol=1e-4)
+    assert torch.allclose(two.rewards, one.rewards, atol=1e-4)
+    assert len(generate(sd3[0], PROMPT, seed=0, steps=2, preset=sd3[1]).images) == 1
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        SampleBank(sd3[0], Redness(), preset=sd3[1], workers=0)
 
 
 def test_the_bank_caches_on_disk_and_drops_least_recently_used(sd3, tmp_path):

@@ -87,11 +87,9 @@ def unet() -> UNet2DConditionModel:
 
 
 def transformer() -> SD3Transformer2DModel:
-    """Patch size 1: 256 image tokens of 4×4 pixels (with 2×2 patches the 5-layer model drew colours right but
-    shapes as blobs; see evaluations/results/base_quality_notes.md)."""
     return SD3Transformer2DModel(
         sample_size=LATENT_SIZE,
-        patch_size=1,
+        patch_size=2,
         in_channels=16,
         out_channels=16,
         num_layers=5,

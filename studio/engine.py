@@ -33,6 +33,7 @@ from typing import Callable
 from PIL import Image
 
 from .memo import denoiser_memo, memoise
+from .split_batch import SplitBatch
 from .store import MAX_SEED, config_label
 
 TOY_MODELS = ("toy-sdxl", "toy-sd3")
@@ -266,6 +267,10 @@ class Engine:
                 from alignment import load_pipeline
 
                 pipe, preset = load_pipeline(model, device=self.settings.device)
+                workers = bank_workers(pipe.device)
+                if workers > 1:  # one image's denoiser calls use the spare cores too (see studio/split_batch.py)
+                    name = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
+                    setattr(pipe, name, SplitBatch(getattr(pipe, name), workers))
                 memoise(pipe)
                 self._pipes[model] = pipe, preset
             return self._pipes[model]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -207,19 +208,22 @@ class SampleBank:
         size = min(self.batch_size, math.ceil(len(seeds) / self.workers))
         chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
         if self.workers == 1 or len(chunks) == 1:
-            parts = [self._make_chunk(self.pipe, prompt, chunk) for chunk in chunks]
-        else:  # worker w makes chunks w, w + W, ... with its own scheduler (schedulers keep per-call state)
+            parts = [self._score(prompt, *self._generate(self.pipe, prompt, chunk)) for chunk in chunks]
+        else:
+            # Tokenizers must not be used from two threads at once (fast tokenizers raise "Already borrowed"), so
+            # the prompt is encoded here, once, and the threads get embeddings; rewards are scored here after.
+            embeds = self._prompt_embeddings(prompt)
             views = [with_component(self.pipe, scheduler=copy.deepcopy(self.pipe.scheduler))
-                     for _ in range(min(self.workers, len(chunks)))]
+                     for _ in range(min(self.workers, len(chunks)))]  # schedulers keep per-call state
             for view in views:
                 view.set_progress_bar_config(disable=True)
 
-            def work(w: int) -> list[BankEntry]:
-                return [self._make_chunk(views[w], prompt, chunk) for chunk in chunks[w :: len(views)]]
+            def work(w: int) -> list[tuple]:  # worker w makes chunks w, w + W, ...
+                return [self._generate(views[w], embeds, chunk) for chunk in chunks[w :: len(views)]]
 
             with ThreadPoolExecutor(len(views)) as pool:
                 done = list(pool.map(work, range(len(views))))
-            parts = [done[i % len(views)][i // len(views)] for i in range(len(chunks))]
+            parts = [self._score(prompt, *done[i % len(views)][i // len(views)]) for i in range(len(chunks))]
         for part in parts:
             self.pipeline_calls += 1
             self.largest_batch = max(self.largest_batch, len(part))
@@ -229,13 +233,33 @@ class SampleBank:
             entry = BankEntry.cat(entry, part)
         return entry
 
-    def _make_chunk(self, pipe, prompt: str, chunk: list[int]) -> BankEntry:
+    def _prompt_embeddings(self, prompt: str) -> dict[str, torch.Tensor]:
+        """What the pipeline's ``encode_prompt`` makes of ``prompt`` (and the empty negative prompt), batch 1."""
+        extra = {"prompt_2": None, "prompt_3": None} if "prompt_3" in inspect.signature(
+            self.pipe.encode_prompt).parameters else {}
+        with torch.no_grad():
+            out = self.pipe.encode_prompt(prompt=prompt, **extra, device=self.pipe._execution_device,
+                                          num_images_per_prompt=1,
+                                          do_classifier_free_guidance=self.settings.guidance_scale > 1)
+        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+        return {name: value for name, value in zip(names, out, strict=True) if value is not None}
+
+    def _generate(self, pipe, prompt: str | dict, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, list, float]:
+        """Latents and decoded pixels of one chunk of seeds; ``prompt`` is text or ``_prompt_embeddings``."""
         start = time.perf_counter()
-        latents = pipe([prompt] * len(chunk), generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
+        if isinstance(prompt, dict):
+            text = {k: v.expand(len(chunk), *v.shape[1:]) for k, v in prompt.items()}
+        else:
+            text = {"prompt": [prompt] * len(chunk)}
+        latents = pipe(**text, generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
                        output_type="latent", **self.settings.pipe_kwargs()).images
         pixels = decode(pipe, latents)
+        return latents, pixels, chunk, time.perf_counter() - start
+
+    def _score(self, prompt: str, latents, pixels, chunk: list[int], seconds: float) -> BankEntry:
+        start = time.perf_counter()
         rewards = score(self.reward, pixels, [prompt] * len(chunk))
-        seconds = (time.perf_counter() - start) / len(chunk)
+        seconds = (seconds + time.perf_counter() - start) / len(chunk)
         return BankEntry(latents.float().cpu(), pixels, rewards, torch.tensor(chunk, dtype=torch.int64),
                          torch.full((len(chunk),), seconds, dtype=torch.float64))
 

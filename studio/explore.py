@@ -41,11 +41,13 @@ def ess_figure(view: ExploreView) -> go.Figure | None:
     top, bottom = line(n, "#444", f"N = {n}", "top"), line(1, "firebrick", "degenerate", "bottom")
     sigmas = [f"σ = {s:.3f}" for s in view.sigmas or []]
     hover = "step %{x}, %{text}: ESS %{y:.2f}<extra></extra>"
-    traces = [go.Scatter(x=steps, y=view.ess, mode="lines+markers", name="tilted b (guidance)", text=sigmas,
-                         hovertemplate=hover)]
+    # traces as plain dicts: the figure validates them once (~5 ms); go.Scatter objects are validated twice (~30 ms)
+    traces = [dict(type="scatter", x=steps, y=view.ess, mode="lines+markers", name="tilted b (guidance)", text=sigmas,
+                   hovertemplate=hover)]
     if view.ess_posterior:
-        traces.append(go.Scatter(x=steps, y=view.ess_posterior, mode="lines+markers", name="posterior a (no reward)",
-                                 text=sigmas, hovertemplate=hover, line=dict(dash="dash", color="#999")))
+        traces.append(dict(type="scatter", x=steps, y=view.ess_posterior, mode="lines+markers",
+                           name="posterior a (no reward)", text=sigmas, hovertemplate=hover,
+                           line=dict(dash="dash", color="#999")))
     return go.Figure(
         data=traces,
         layout=dict(title=f"Effective sample size of the bank's weights, per step (of N = {n})",

@@ -169,6 +169,14 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     first, second = evaluate(ecfg), evaluate(ecfg)
     assert first == second and first["images"] == 12 and set(first["by_beta"]) == {"0.5", "2"}
     assert all(math.isfinite(v) for row in first["by_beta"].values() for v in row.values())
+    assert set(first["reward_readout_corr"]) == {"t0", "tmax"}
+    assert all(-1 <= c <= 1 for c in first["reward_readout_corr"].values())
+    r = load_cache(tmp_path / "cache")["rewards"].double()
+    for beta, row in first["by_beta"].items():  # the constant's loss: 1 + log mean exp(r/β), no constant does better
+        u = torch.logsumexp(r / float(beta), 0) - math.log(len(r))
+        assert row["l_guidance_best_constant"] == pytest.approx(float(1 + u), rel=1e-9)
+        for shift in (-0.3, 0.3):
+            assert row["l_guidance_best_constant"] <= float((torch.exp(r / float(beta) - u - shift) + u + shift).mean())
     for bad in (dict(consistency_fraction=0.0), dict(focus=1.5)):
         with pytest.raises(ValueError):
             run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "bad", **bad))

@@ -159,6 +159,11 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     assert bool((data_k["c_residual"][data_k["preferred"]] != 0).any())
     assert run(GuidanceTrainConfig(cache=tmp_path / "cache_k", work=tmp_path / "work_k", steps=3, batch_size=8,
                                    consistency_source="cache"))
+    # the readout warm start: its first steps regress β·log h onto r at small t, then L_guidance goes on
+    assert run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "work_r", steps=4, batch_size=8,
+                                   readout_steps=2))
+    with pytest.raises(ValueError, match="readout_steps"):
+        run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "work_y", readout_steps=-1))
     with pytest.raises(ValueError, match="no cached consistency targets"):
         run(GuidanceTrainConfig(cache=tmp_path / "cache", work=tmp_path / "work_x", steps=1,
                                 consistency_source="cache"))
@@ -215,3 +220,28 @@ def test_cached_consistency_targets_give_the_same_loss_as_calling_the_unet(sdxl,
     assert torch.allclose(live[1], cached[1])  # L_guidance: same rows, same draws
     assert torch.allclose(live[2], cached[2], rtol=2e-2, atol=1e-4)  # fp16 storage of x_t and the residual
     assert float(live[2]) > 0
+
+
+def test_readout_loss_is_the_regression_of_beta_log_h_onto_the_reward(sdxl, network):
+    """Objective(readout=True) = mean(((β log h_ψ(x_t) − r) / std r)²), and its gradient reaches only ψ."""
+    from training.guidance import Objective
+
+    pipe, preset = sdxl
+    objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod, preset.resolution)
+    g = torch.Generator().manual_seed(5)
+    n = 4
+    x0, noise = torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 4, 8, 8, generator=g)
+    text = torch.randn(n, network.config.text_dim, generator=g)
+    rewards, beta, eta = torch.randn(n, generator=g) + 3, torch.full((n,), 0.5), torch.zeros(n)
+    t = torch.tensor([0, 3, 10, 49])
+    loss, reported, zero = objective(x0, None, text, rewards, t, noise, beta, eta, readout=True)
+    from alignment.diffusion_guidance import noised, vp_coefficients
+
+    a, s = vp_coefficients(pipe.scheduler.alphas_cumprod, t)
+    v = beta * network(noised(x0, noise, a, s), text, t, beta, eta)
+    expected = ((v - rewards) / network.config.reward_std).pow(2).mean()
+    assert torch.allclose(loss, expected) and float(zero) == 0 and torch.equal(reported, loss.detach())
+    loss.backward()
+    assert any(p.grad is not None for p in network.parameters())
+    assert all(p.grad is None for p in pipe.unet.parameters())
+    network.zero_grad(set_to_none=True)  # the fixture is shared

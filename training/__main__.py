@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--focus", type=float, default=0.0,
                        help="share of the rows trained at the sampler's own timesteps (the rest uniform over t)")
     guide.add_argument("--steps", type=int, default=20000)
+    guide.add_argument("--readout-steps", type=int, default=0,
+                       help="warm start: the first N steps regress β·log h onto the reward at t < --readout-t-max")
+    guide.add_argument("--readout-t-max", type=int, default=50)
     guide.add_argument("--batch-size", type=int, default=256, help="per process")
     guide.add_argument("--lr", type=float, default=5e-4)
     guide.add_argument("--beta-range", type=float, nargs=2, default=(0.05, 5.0))
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, lr=args.lr, beta_range=tuple(args.beta_range), eta_range=tuple(args.eta_range),
             max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from,
             consistency_fraction=args.consistency_fraction, focus=args.focus,
-            consistency_source=args.consistency_source)
+            consistency_source=args.consistency_source, readout_steps=args.readout_steps,
+            readout_t_max=args.readout_t_max)
         return 0 if run_guidance(cfg) else 3
     if args.command == "guidance-eval":
         from .guidance_eval import GuidanceEvalConfig, evaluate

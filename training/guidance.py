@@ -55,6 +55,8 @@ class GuidanceTrainConfig:
     consistency_fraction: float = 1.0  # share of the preferred rows whose L_consistency (one UNet call each) is computed
     focus: float = 0.0  # share of the rows whose t is one of the sampler's own timesteps (the rest: uniform)
     consistency_source: str = "unet"  # "unet": call the frozen UNet; "cache": the data step's cached targets
+    readout_steps: int = 0  # the run's first steps regress β·log h onto r at small t (a warm start, see Objective)
+    readout_t_max: int = 50  # the readout's timesteps: uniform in [0, readout_t_max)
 
 
 class Objective(torch.nn.Module):
@@ -67,8 +69,13 @@ class Objective(torch.nn.Module):
         self.resolution = resolution
 
     def forward(self, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows=None,
-                consistency_scale: float = 1.0, cached: dict | None = None):
+                consistency_scale: float = 1.0, cached: dict | None = None, readout: bool = False):
         """(loss, L_guidance, L_consistency) of a batch of B rows.
+
+        ``readout``: instead, the warm-start loss ``((β log h_ψ(x_t) − r) / std(r))²`` at the (small) ``t`` given.
+        As t → 0, ``log E[exp(r/β) | x_t] → r/β``, so this is the minimiser of ``L_guidance`` there, reached by a
+        plain regression that teaches the network to read the reward off the latent first (L_guidance alone,
+        mostly at large t, learned little beyond the caption: evaluations/results/reward_and_guidance_notes.md).
 
         ``L_guidance`` needs only ``log h`` and is taken on every row. ``L_consistency`` needs ``∇log h`` with its
         graph (a second-order backward) and one call of the frozen UNet per row, so it is taken only on ``rows``
@@ -78,6 +85,10 @@ class Objective(torch.nn.Module):
         ``residual`` = ε_θ(x_t) − ε of those rows, from the data step) the UNet is not called at all."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
+        if readout:
+            v = beta * self.network(x_t, text_embeds, t, beta, eta)
+            l_readout = ((v - rewards.float()) / self.network.config.reward_std).pow(2).mean()
+            return l_readout, l_readout.detach(), torch.zeros((), device=x0.device)
         l_guidance = guidance_loss(self.network(x_t, text_embeds, t, beta, eta), rewards, beta).mean()
         if rows is None or len(rows) == 0:
             return l_guidance, l_guidance.detach(), torch.zeros((), device=x0.device)
@@ -117,6 +128,9 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         raise ValueError(f"focus must be in [0, 1], got {cfg.focus}")
     if cfg.consistency_source not in ("unet", "cache"):
         raise ValueError(f"consistency_source must be 'unet' or 'cache', got {cfg.consistency_source!r}")
+    if cfg.readout_steps < 0 or cfg.readout_t_max < 1:
+        raise ValueError(f"readout_steps must be >= 0 and readout_t_max >= 1, got {cfg.readout_steps}, "
+                         f"{cfg.readout_t_max}")
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
@@ -160,14 +174,17 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         idx_host = rng.integers(0, n, cfg.batch_size)
         idx = torch.from_numpy(idx_host).to(device)
         beta, eta = draw_conditions(rng, cfg.batch_size, cfg.beta_range, cfg.eta_range)
+        readout = step <= cfg.readout_steps
         t = rng.integers(0, n_train, cfg.batch_size)
         if cfg.focus > 0:
             t = np.where(rng.random(cfg.batch_size) < cfg.focus, rng.choice(sampler_t, cfg.batch_size), t)
+        if readout:
+            t = rng.integers(0, cfg.readout_t_max, cfg.batch_size)
         t = torch.from_numpy(t).to(device)
         x0 = data["latents"][idx].float()
         noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
         keep = rng.random(cfg.batch_size) < cfg.consistency_fraction
-        rows_host = np.flatnonzero(preferred[idx_host] & (eta > 0) & keep)
+        rows_host = np.flatnonzero(preferred[idx_host] & (eta > 0) & keep & (not readout))
         rows = torch.from_numpy(rows_host).to(device)
         cached = None
         if cfg.consistency_source == "cache":
@@ -180,7 +197,7 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
                                    data["rewards"][idx], t, noise, torch.from_numpy(beta).float().to(device),
                                    torch.from_numpy(eta).float().to(device), rows, 1.0 / cfg.consistency_fraction,
-                                   cached)
+                                   cached, readout)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
                                      "--beta-range, then resume (the last saved state is intact)")
@@ -189,7 +206,10 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         opt.step()
         opt.zero_grad(set_to_none=True)
         bar.update(1)
-        bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
+        if readout:
+            bar.set_postfix(readout=f"{l_g.item():.3f}")
+        else:
+            bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
         if time.time() > deadline:
             accelerator.set_trigger()
         pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang

@@ -224,12 +224,11 @@ class SampleBank:
             with ThreadPoolExecutor(len(views)) as pool:
                 done = list(pool.map(work, range(len(views))))
             parts = [self._score(prompt, *done[i % len(views)][i // len(views)]) for i in range(len(chunks))]
+        entry = None
         for part in parts:
             self.pipeline_calls += 1
             self.largest_batch = max(self.largest_batch, len(part))
             self.samples_made += len(part)
-        entry = None
-        for part in parts:
             entry = BankEntry.cat(entry, part)
         return entry
 

@@ -189,16 +189,23 @@ def test_guidance_training_end_to_end_and_resume(tmp_path):
     assert net.config.reward_std > 0
 
 
-def test_cached_consistency_targets_give_the_same_loss_as_calling_the_unet(sdxl, network):
-    """L_consistency from the data step's (x_t, t, ε_θ(x_t) − ε) equals L_consistency with the UNet called live."""
+def objective_and_draws(sdxl, network, seed: int, n: int):
+    """The training objective over the toy UNet, a generator, and n latents and noises (8×8) drawn from it."""
     from training.guidance import Objective
-    from training.guidance_data import consistency_targets
 
     pipe, preset = sdxl
     objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod, preset.resolution)
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(seed)
+    return objective, g, torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 4, 8, 8, generator=g)
+
+
+def test_cached_consistency_targets_give_the_same_loss_as_calling_the_unet(sdxl, network):
+    """L_consistency from the data step's (x_t, t, ε_θ(x_t) − ε) equals L_consistency with the UNet called live."""
+    from training.guidance_data import consistency_targets
+
+    pipe, preset = sdxl
     n = 5
-    x0, noise = torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 4, 8, 8, generator=g)
+    objective, g, x0, noise = objective_and_draws(sdxl, network, 3, n)
     embeds, _, pooled, _ = pipe.encode_prompt(PROMPTS * 2 + PROMPTS[:1], device="cpu", do_classifier_free_guidance=False)
     rewards, beta, eta = torch.randn(n, generator=g), torch.full((n,), 0.7), torch.full((n,), 1.5)
     preferred = torch.tensor([True, False, True, True, False])
@@ -224,13 +231,9 @@ def test_cached_consistency_targets_give_the_same_loss_as_calling_the_unet(sdxl,
 
 def test_readout_loss_is_the_regression_of_beta_log_h_onto_the_reward(sdxl, network):
     """Objective(readout=True) = mean(((β log h_ψ(x_t) − r) / std r)²), and its gradient reaches only ψ."""
-    from training.guidance import Objective
-
-    pipe, preset = sdxl
-    objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod, preset.resolution)
-    g = torch.Generator().manual_seed(5)
+    pipe, _ = sdxl
     n = 4
-    x0, noise = torch.randn(n, 4, 8, 8, generator=g), torch.randn(n, 4, 8, 8, generator=g)
+    objective, g, x0, noise = objective_and_draws(sdxl, network, 5, n)
     text = torch.randn(n, network.config.text_dim, generator=g)
     rewards, beta, eta = torch.randn(n, generator=g) + 3, torch.full((n,), 0.5), torch.zeros(n)
     t = torch.tensor([0, 3, 10, 49])

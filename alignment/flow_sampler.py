@@ -181,7 +181,7 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta:
                                pipe.scheduler.config.num_train_timesteps)
     view = with_component(pipe, transformer=guided)
     view.set_progress_bar_config(disable=True)
-    noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
+    noise = start_noise(view, [seed] * len(prompts), bank.settings)
     images = view(prompts, latents=noise, **bank.settings.pipe_kwargs()).images
     rewards = bank.reward.score(images, prompts).float().cpu()
     now = time.perf_counter()

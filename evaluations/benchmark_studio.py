@@ -14,7 +14,8 @@ guidance network are loaded first, as the app's warm-up does at start; their loa
 
 * first pair: a (prompt, seed) never seen — baseline and aligned made and scored (diffusion: toy-sdxl with the
   guidance network; flow: toy-sd3, whose first pair also builds the bank of N samples and is reported apart).
-* β change: the same (prompt, seed) at a β not yet seen, the bank (flow) and the baseline cached.
+* β change: the same (prompt, seed) at a β not yet seen, the bank (flow) and the baseline cached; through HTTP,
+  the β slider's own release event.
 
 The one exception to the layering (evaluations never import the studio): this script measures the studio itself.
 The machine's load average is recorded: on a shared 2-core machine other processes change these numbers a lot.
@@ -107,6 +108,9 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                         **LAUNCH_KWARGS)
     fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "explore")
+    beta_slider = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "explore-beta")
+    # what releasing the β slider sends: its own event (one answer, not the Generate button's stream)
+    release_index = next(i for i, fn in demo.fns.items() if (beta_slider, "release") in fn.targets)
     api = demo.local_url + "gradio_api/"
     try:
         out = {}
@@ -114,8 +118,10 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
             for model in ("toy-sdxl", "toy-sd3"):
                 session = uuid.uuid4().hex[:11]
 
-                def explore(prompt, seed, beta, model=model, session=session):
-                    queue_call(client, api, fn_index, [model, prompt, seed, beta, 1.0, 1.0, n], session)
+                def explore(prompt, seed, beta, model=model, session=session, index=fn_index):
+                    data = [model, prompt, seed, beta, 1.0, 1.0, n]
+                    # the slider's event also reads the page's state (None: the server keeps it per session)
+                    queue_call(client, api, index, data + [None] * (index == release_index), session)
 
                 first, change = [], []
                 for i, prompt in enumerate(PROMPTS[:4]):
@@ -123,7 +129,7 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
                     first.append(timed(partial(explore, prompt, seed, 0.5)))
                     if i < 2:
                         for beta in BETAS[:4]:
-                            change.append(timed(partial(explore, prompt, seed, beta)))
+                            change.append(timed(partial(explore, prompt, seed, beta, index=release_index)))
                 key = "diffusion" if model == "toy-sdxl" else "flow"
                 out[key] = {"model": model, "first_pair": stats(first), "beta_change": stats(change)}
         return out

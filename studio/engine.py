@@ -265,6 +265,7 @@ class Engine:
         with self.lock:
             if model not in self._pipes:
                 from alignment import load_pipeline
+                from alignment.sampling import with_component
 
                 pipe, preset = load_pipeline(model, device=self.settings.device)
                 workers = bank_workers(pipe.device)
@@ -274,6 +275,8 @@ class Engine:
                     # 0.28 s: the two threads queue for the GIL), so UNets are left whole.
                     pipe.transformer = SplitBatch(pipe.transformer, workers)
                 memoise(pipe)
+                # the studio never moves or offloads a loaded pipeline, so its execution device is read once
+                pipe = with_component(pipe)
                 self._pipes[model] = pipe, preset
             return self._pipes[model]
 

@@ -88,11 +88,30 @@ def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progre
 
 def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progress=None):
     """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
-    shown at once and the rest follows; otherwise one answer."""
+    shown at once and the rest follows; otherwise one answer. Last, what the page now shows (see ``shown_key``)."""
     if not engine.quick(model, prompt, seed, n):
         panel = engine.baseline(model, prompt, seed)
-        yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…")
-    yield run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress)
+        yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…",
+               gr.skip())
+    yield *run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress), shown_key(model, prompt, seed, n)
+
+
+def shown_key(model, prompt, seed, n) -> tuple:
+    """What decides the baseline image (model, prompt, seed) and the best-of-N image (and N)."""
+    return (model, prompt, seed, n)
+
+
+def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown, progress=None) -> tuple:
+    """A slider moved: ``run_explore`` as one answer, not a stream (a streaming handler costs Gradio a second round
+    through its queue), without the baseline and best-of-N images when they are the ones on the page (``shown``):
+    PNG-encoding them costs ~3 ms each. Together ~10 ms of the 0.3 s a β change may take."""
+    out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress))
+    key = shown_key(model, prompt, seed, n)
+    if shown is not None and tuple(shown[:3]) == key[:3]:
+        out[0] = gr.skip()
+        if shown[3] == key[3]:
+            out[4] = gr.skip()
+    return *out, key
 
 
 def family_controls(engine: Engine, model):
@@ -130,6 +149,12 @@ def build_explore(engine: Engine) -> None:
     def explore(model, prompt, seed, beta, eta, alpha, n, progress=gr.Progress()):
         yield from explore_steps(engine, model, prompt, seed, beta, eta, alpha, n,
                                  progress=lambda f, desc: progress(f, desc=desc))
+
+    @gpu
+    @page_errors
+    def retune(model, prompt, seed, beta, eta, alpha, n, shown, progress=gr.Progress()):
+        return retune_steps(engine, model, prompt, seed, beta, eta, alpha, n, shown,
+                            progress=lambda f, desc: progress(f, desc=desc))
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -169,13 +194,15 @@ def build_explore(engine: Engine) -> None:
     info = gr.Markdown(elem_id="explore-info")
     gr.Examples(EXAMPLES, inputs=[prompt, seed], label="Example prompts")
 
+    shown = gr.State(None)  # (model, prompt, seed, N) of the baseline and best-of-N images on the page
     inputs = [model, prompt, seed, beta, eta, alpha, n]
-    outputs = [base_img, base_md, aligned_img, aligned_md, bon_img, bon_md, ess_plot, info]
+    outputs = [base_img, base_md, aligned_img, aligned_md, bon_img, bon_md, ess_plot, info, shown]
     common = dict(fn=explore, inputs=inputs, outputs=outputs, concurrency_id="models", concurrency_limit=1)
     generate.click(api_name="explore", **common)
     prompt.submit(api_name=False, **common)
     for slider in (beta, eta, alpha, n):
-        slider.release(api_name=False, trigger_mode="always_last", show_progress="minimal", **common)
+        slider.release(api_name=False, trigger_mode="always_last", show_progress="minimal",
+                       **{**common, "fn": retune, "inputs": [*inputs, shown]})
     dice.click(lambda: random.randrange(MAX_SEED + 1), outputs=seed, api_name=False, queue=False).then(
         api_name=False, **common)
     controls = [eta, alpha, n, bon_col, ess_plot, family_md]

@@ -54,6 +54,24 @@ def test_generation_is_seeded(which, request):
     assert not np.array_equal(np.asarray(one.images[0]), np.asarray(other.images[0]))
 
 
+def test_a_view_is_the_same_pipeline_with_its_device_read_once(sdxl, monkeypatch):
+    from alignment.sampling import with_component
+
+    pipe = sdxl[0]
+    view = with_component(pipe, scheduler=pipe.scheduler)
+    assert isinstance(view, type(pipe)) and type(view).__name__ == type(pipe).__name__
+    assert view.unet is pipe.unet and view._execution_device == pipe._execution_device == torch.device("cpu")
+    again = with_component(view)
+    assert type(again) is type(view)  # a view of a view is not a subclass of a subclass
+    # the view no longer asks diffusers (which walks every submodule for offloading hooks on each call)
+    monkeypatch.setattr(type(pipe), "_execution_device", property(lambda self: 1 / 0))
+    assert again._execution_device == torch.device("cpu")
+    a = generate(again, "a red star", seed=1, steps=1, guidance_scale=0.0).images[0]
+    monkeypatch.undo()
+    b = generate(pipe, "a red star", seed=1, steps=1, guidance_scale=0.0).images[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_batched_prompts(sdxl):
     result = generate(sdxl[0], ["a red star on a blue background", "a white ring on a black background"], seed=0,
                       preset=sdxl[1])

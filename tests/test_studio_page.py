@@ -125,9 +125,25 @@ def test_explore_streams_the_baseline_first_only_when_a_bank_must_be_made(studio
 
     steps = list(explore_steps(studio_engine, "toy-sd3", PROMPT, 21, 0.5, 1.0, 1.0, 4))
     assert len(steps) == 2 and steps[0][0] is not None and steps[0][2] == gr.skip()
-    assert "Making the bank of 4 samples" in steps[0][-1] and "ESS per step" in steps[1][-1]
+    assert "Making the bank of 4 samples" in steps[0][7] and "ESS per step" in steps[1][7]
+    assert steps[0][8] == gr.skip() and steps[1][8] == ("toy-sd3", PROMPT, 21, 4)  # what the page shows, at the end
     assert len(list(explore_steps(studio_engine, "toy-sd3", PROMPT, 21, 0.9, 1.0, 1.0, 4))) == 1  # β moved
     assert len(list(explore_steps(studio_engine, "toy-sdxl", PROMPT, 21, 0.9, 1.0, 1.0, 4))) == 1
+
+
+def test_a_slider_resends_only_the_images_that_changed(studio_engine):
+    from studio.explore import retune_steps
+
+    shown = ("toy-sd3", PROMPT, 22, 4)
+    first = retune_steps(studio_engine, *shown[:3], 0.5, 1.0, 1.0, 4, None)  # nothing known: everything sent
+    assert first[0] is not None and first[4] is not None and first[8] == shown
+    moved = retune_steps(studio_engine, *shown[:3], 0.8, 1.0, 1.0, 4, shown)  # β: baseline and best-of-N stay
+    assert moved[0] == gr.skip() and moved[4] == gr.skip() and moved[2] is not None
+    assert "from the cache" in moved[1] and "β=0\\.8" in moved[7]  # the captions are still sent
+    more = retune_steps(studio_engine, *shown[:3], 0.8, 1.0, 1.0, 5, shown)  # N: best-of-N may change
+    assert more[0] == gr.skip() and more[4] != gr.skip() and more[8] == (*shown[:3], 5)
+    other = retune_steps(studio_engine, "toy-sd3", PROMPT, 23, 0.8, 1.0, 1.0, 5, more[8])  # a new seed typed in
+    assert other[0] != gr.skip() and other[4] != gr.skip()
 
 
 def test_a_streaming_handler_reports_errors_as_sentences():

@@ -103,8 +103,9 @@ def shown_key(model, prompt, seed, n) -> tuple:
 
 def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown, progress=None) -> tuple:
     """A slider moved: ``run_explore`` as one answer, not a stream (a streaming handler costs Gradio a second round
-    through its queue), without the baseline and best-of-N images when they are the ones on the page (``shown``):
-    PNG-encoding them costs ~3 ms each. Together ~10 ms of the 0.3 s a β change may take."""
+    through its queue, ~5 ms), without the baseline and best-of-N images when they are the ones on the page
+    (``shown``), so the browser does not fetch them again (on the server this saves only ~2 ms: Gradio builds a
+    component for every skipped output)."""
     out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress))
     key = shown_key(model, prompt, seed, n)
     if shown is not None and tuple(shown[:3]) == key[:3]:

@@ -174,3 +174,21 @@ def test_app_flags():
     args = app.parse_args(["--real", "--device", "cuda", "--models", "a/b,./c", "--port", "7000"])
     assert args.real and args.device == "cuda" and args.models == "a/b,./c" and args.port == 7000
     assert app.parse_args([]).host == "127.0.0.1"
+
+
+def test_the_ess_figure_is_valid_plotly_with_the_view_numbers():
+    import json
+    from types import SimpleNamespace
+
+    import plotly.graph_objects as go
+
+    from studio.explore import ess_figure
+
+    view = SimpleNamespace(ess=[6.1, 2.5, 1.0], ess_posterior=[8.0, 2.0, 1.0], sigmas=[1.0, 0.75, 0.5], n=8)
+    plot = ess_figure(view)
+    assert plot.type == "plotly"
+    figure = go.Figure(json.loads(plot.plot))  # plotly validates every property: a typo would raise here
+    assert [list(t.y) for t in figure.data] == [view.ess, view.ess_posterior]
+    assert figure.layout.yaxis.range == (0, 8 * 1.08 + 0.5) and figure.layout.template.layout.colorway
+    assert "σ = 0.750" in figure.data[0].text
+    assert ess_figure(SimpleNamespace(ess=None)) is None  # diffusion: no figure

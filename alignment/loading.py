@@ -18,6 +18,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusion3Pipeline, StableDiffusionXLPipeline
 
 from .presets import Preset, find_preset
+from .repeated_context import attend_repeats_once
 
 PIPELINE_CLASSES = {"diffusion": StableDiffusionXLPipeline, "flow": StableDiffusion3Pipeline}
 
@@ -97,4 +98,5 @@ def load_pipeline(
                              f"Fix: {hint}.") from e
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    attend_repeats_once(pipe)  # without T5, SD3 prompts end in 256 identical tokens: attend to them once
     return pipe, preset

@@ -189,7 +189,7 @@ def sample_guided(pipe, prompt, *, network: GuidanceNetwork, beta: float = 1.0, 
         raise ValueError(f"this guidance network was trained for β in [{lo}, {hi}], got {beta}")
     prompts = _prompts(prompt)
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
-    network = network.to(pipe.unet.device)
+    network = network.to(pipe._execution_device)  # where the UNet computes (free on a view)
     wrapper = GuidedUNet(pipe.unet, network, len(prompts), beta, eta, alpha)
     images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)
@@ -204,7 +204,7 @@ def sample_tweedie(pipe, prompt, *, reward: str | Reward, beta: float = 1.0, alp
     beta, alpha = check_beta(beta), check_alpha(alpha)
     prompts = _prompts(prompt)
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
-    reward = load_reward(reward, device=pipe.unet.device) if isinstance(reward, str) else reward
+    reward = load_reward(reward, device=pipe._execution_device) if isinstance(reward, str) else reward
     wrapper = TweedieUNet(pipe.unet, pipe.vae, reward, prompts, guidance, beta, alpha)
     images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)

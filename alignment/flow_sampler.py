@@ -182,7 +182,8 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta:
     view = with_component(pipe, transformer=guided)
     view.set_progress_bar_config(disable=True)
     noise = start_noise(view, [seed] * len(prompts), bank.settings)
-    images = view(prompts, latents=noise, **bank.settings.pipe_kwargs()).images
+    # the prompts as the bank encoded them: not encoded again
+    images = view(**bank.prompt_embeddings(prompts), latents=noise, **bank.settings.pipe_kwargs()).images
     rewards = bank.reward.score(images, prompts).float().cpu()
     now = time.perf_counter()
     return FlowResult(images, prompts, rewards, "is", seed, n, beta, seconds=now - start,

@@ -175,6 +175,7 @@ class SampleBank:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.model = model or (preset.name if preset else getattr(pipe, "name_or_path", None) or type(pipe).__name__)
         self._memory: OrderedDict[str, BankEntry] = OrderedDict()
+        self._embeds: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self.pipeline_calls = 0  # diagnostics: how often and how wide the pipeline was called
         self.largest_batch = 0
         self.samples_made = 0
@@ -207,12 +208,14 @@ class SampleBank:
     def _make(self, prompt: str, seeds: list[int]) -> BankEntry:
         size = min(self.batch_size, math.ceil(len(seeds) / self.workers))
         chunks = [seeds[i : i + size] for i in range(0, len(seeds), size)]
+        # The prompt is encoded once (not once per sample) and every chunk gets its embeddings. With workers this
+        # also matters for correctness: fast tokenizers raise "Already borrowed" when two threads use them.
+        start = time.perf_counter()
+        embeds = self.prompt_embeddings([prompt])
+        encode_seconds = time.perf_counter() - start  # ~0 when the prompt was encoded before
         if self.workers == 1 or len(chunks) == 1:
-            parts = [self._score(prompt, *self._generate(self.pipe, prompt, chunk)) for chunk in chunks]
+            parts = [self._score(prompt, *self._generate(self.pipe, embeds, chunk)) for chunk in chunks]
         else:
-            # Tokenizers must not be used from two threads at once (fast tokenizers raise "Already borrowed"), so
-            # the prompt is encoded here, once, and the threads get embeddings; rewards are scored here after.
-            embeds = self._prompt_embeddings(prompt)
             views = [with_component(self.pipe, scheduler=copy.deepcopy(self.pipe.scheduler))
                      for _ in range(min(self.workers, len(chunks)))]  # schedulers keep per-call state
             for view in views:
@@ -230,10 +233,24 @@ class SampleBank:
             self.largest_batch = max(self.largest_batch, len(part))
             self.samples_made += len(part)
             entry = BankEntry.cat(entry, part)
+        entry.seconds += encode_seconds / len(entry)  # the samples made now share their prompt's encoding
         return entry
 
-    def _prompt_embeddings(self, prompt: str) -> dict[str, torch.Tensor]:
-        """What the pipeline's ``encode_prompt`` makes of ``prompt`` (and the empty negative prompt), batch 1."""
+    def prompt_embeddings(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """What the pipeline's ``encode_prompt`` makes of each prompt (and the empty negative prompt), one row per
+        prompt, ready to pass to the pipeline as ``prompt_embeds=`` etc. Each prompt is encoded once and kept (as
+        long as its bank entries are); the guided trajectory reuses what its bank was made with."""
+        rows = []
+        for prompt in prompts:
+            if prompt not in self._embeds:
+                self._embeds[prompt] = self._encode(prompt)
+            self._embeds.move_to_end(prompt)
+            rows.append(self._embeds[prompt])
+        while len(self._embeds) > self.max_entries:
+            self._embeds.popitem(last=False)
+        return {name: torch.cat([row[name] for row in rows]) for name in rows[0]}
+
+    def _encode(self, prompt: str) -> dict[str, torch.Tensor]:
         extra = {"prompt_2": None, "prompt_3": None} if "prompt_3" in inspect.signature(
             self.pipe.encode_prompt).parameters else {}
         with torch.no_grad():
@@ -243,13 +260,10 @@ class SampleBank:
         names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
         return {name: value for name, value in zip(names, out, strict=True) if value is not None}
 
-    def _generate(self, pipe, prompt: str | dict, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, list, float]:
-        """Latents and decoded pixels of one chunk of seeds; ``prompt`` is text or ``_prompt_embeddings``."""
+    def _generate(self, pipe, embeds: dict, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, list, float]:
+        """Latents and decoded pixels of one chunk of seeds of one prompt (``embeds``: its ``prompt_embeddings``)."""
         start = time.perf_counter()
-        if isinstance(prompt, dict):
-            text = {k: v.expand(len(chunk), *v.shape[1:]) for k, v in prompt.items()}
-        else:
-            text = {"prompt": [prompt] * len(chunk)}
+        text = {k: v.expand(len(chunk), *v.shape[1:]) for k, v in embeds.items()}
         latents = pipe(**text, generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
                        output_type="latent", **self.settings.pipe_kwargs()).images
         pixels = decode(pipe, latents)
@@ -284,5 +298,6 @@ class SampleBank:
         tmp.replace(path)
 
     def clear(self) -> None:
-        """Drop the in-memory entries (files on disk stay)."""
+        """Drop the in-memory entries and prompt embeddings (files on disk stay)."""
         self._memory.clear()
+        self._embeds.clear()

@@ -1,6 +1,7 @@
 """Flow-matching alignment: the estimator against closed forms (a Gaussian mixture with a linear reward), the sample
 bank (extension, bounded batches, caching, best-of-N) and the toy SD3 pipeline end to end with a cheap reward."""
 
+import functools
 import itertools
 import json
 import math
@@ -15,7 +16,7 @@ from alignment import generate, load_pipeline
 from alignment.flow_guidance import effective_sample_size, flow_guidance, importance_weights, posterior_logits
 from alignment.flow_sampler import GuidedTransformer, baseline, best_of_n, sample_is
 from alignment.rewards import Reward, register
-from alignment.sample_bank import MAX_BANK, SampleBank, sample_seed
+from alignment.sample_bank import MAX_BANK, SampleBank, sample_seed, start_noise
 
 MIX = Mixture.of([0.5, 0.3, 0.2], [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]], [0.5, 0.7, 0.4])
 W = torch.tensor([0.6, 0.4], dtype=torch.float64)  # linear reward r(x) = w·x
@@ -227,6 +228,40 @@ def test_worker_threads_make_the_same_bank_and_leave_the_pipeline_usable(sd3):
     assert len(generate(sd3[0], PROMPT, seed=0, steps=2, preset=sd3[1]).images) == 1
     with pytest.raises(ValueError, match="workers must be at least 1"):
         SampleBank(sd3[0], Redness(), preset=sd3[1], workers=0)
+
+
+def test_each_prompt_is_encoded_once_and_the_guided_trajectory_reuses_it(sd3, monkeypatch):
+    """The bank encodes a prompt once, not once per sample, and IS-guidance samples from those embeddings: the
+    same image as from the text."""
+    from alignment.sampling import with_component
+
+    pipe, preset = sd3
+    calls = []
+    encode = type(pipe).encode_prompt
+
+    @functools.wraps(encode)  # keeps the signature the bank inspects
+    def counted(self, *args, **kwargs):
+        if kwargs.get("prompt") is not None:  # the pipeline's own call with prompt_embeds encodes nothing
+            calls.append(kwargs["prompt"])
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "encode_prompt", counted)
+    bank = SampleBank(pipe, Redness(), preset=preset, steps=2, batch_size=3)
+    bank.get(PROMPT, seed=4, n=5)  # two pipeline calls
+    bank.get(PROMPT, seed=5, n=2)  # another seed, the same prompt
+    assert calls == [PROMPT]
+    guided = sample_is(pipe, [PROMPT, PROMPT], seed=4, n=5, beta=0.5, bank=bank)
+    assert calls == [PROMPT]  # the guided trajectory did not encode it again
+    monkeypatch.undo()
+    embeds = bank.prompt_embeddings([PROMPT])
+    view = with_component(pipe, transformer=GuidedTransformer(pipe.transformer, bank.get(PROMPT, 4, 5).latents,
+                                                              bank.get(PROMPT, 4, 5).rewards, 0.5))
+    noise = start_noise(pipe, [4], bank.settings)
+    from_text = view(PROMPT, latents=noise, **bank.settings.pipe_kwargs()).images[0]
+    assert np.abs(np.asarray(from_text, dtype=float) - np.asarray(guided.images[0], dtype=float)).max() <= 1
+    assert set(embeds) >= {"prompt_embeds", "pooled_prompt_embeds"} and embeds["prompt_embeds"].shape[0] == 1
+    bank.clear()
+    assert not bank._memory and not bank._embeds
 
 
 def test_the_bank_caches_on_disk_and_drops_least_recently_used(sd3, tmp_path):

@@ -24,10 +24,10 @@ from .flow_guidance import accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
 from .sample_bank import DEFAULT_REWARD, SampleBank, check_n, check_seed, start_noise, to_images
-from .sampling import check_prompt, with_component
+from .sampling import TransformerStandIn, check_prompt, with_component
 
 
-class GuidedTransformer(torch.nn.Module):
+class GuidedTransformer(TransformerStandIn):
     """The pretrained velocity plus the bank's correction, v_θ(x_t) + Δv(x_t) (see ``flow_guidance``), behind the
     wrapped transformer's own call signature, so a pipeline uses it in place of its transformer.
 
@@ -50,19 +50,6 @@ class GuidedTransformer(torch.nn.Module):
         self.sigmas: list[float] = []
         self._ess_a: list[torch.Tensor] = []
         self._ess_b: list[torch.Tensor] = []
-
-    # what a pipeline reads off its transformer
-    @property
-    def config(self):
-        return self.transformer.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, return_dict: bool = True, **kwargs):
         out = self.transformer(hidden_states=hidden_states, timestep=timestep, return_dict=False, **kwargs)[0]

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sampling import TransformerStandIn
+
 
 class RepeatedContextAttnProcessor:
     """SD3 joint attention (image tokens then context tokens, one softmax) with an optional additive logit bias on
@@ -72,7 +74,7 @@ def repeated_runs(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | 
     return starts, lengths
 
 
-class RepeatedContext(nn.Module):
+class RepeatedContext(TransformerStandIn):
     """An SD3-class transformer that attends to each run of identical context tokens once (see the module
     docstring). Same call signature and outputs; the wrapped model's attention processors are replaced by
     ``RepeatedContextAttnProcessor`` (plain joint attention when nothing repeats)."""
@@ -81,19 +83,6 @@ class RepeatedContext(nn.Module):
         super().__init__()
         transformer.set_attn_processor(RepeatedContextAttnProcessor())
         self.transformer = transformer
-
-    # what a pipeline reads off its transformer
-    @property
-    def config(self):
-        return self.transformer.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
 
     def forward(self, *args, encoder_hidden_states: torch.Tensor | None = None, joint_attention_kwargs=None, **kwargs):
         runs = repeated_runs(encoder_hidden_states) if encoder_hidden_states is not None else None

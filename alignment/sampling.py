@@ -66,6 +66,23 @@ def generate(
     return Generation(images, prompts, int(seed), steps, guidance, seconds)
 
 
+class TransformerStandIn(torch.nn.Module):
+    """Base of the modules that take a pipeline's transformer's place and hold it as ``self.transformer``: what
+    a pipeline reads off its transformer, read through."""
+
+    @property
+    def config(self):
+        return self.transformer.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+
 _VIEW_CLASSES: dict[type, type] = {}
 
 

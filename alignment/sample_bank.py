@@ -175,7 +175,7 @@ class SampleBank:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.model = model or (preset.name if preset else getattr(pipe, "name_or_path", None) or type(pipe).__name__)
         self._memory: OrderedDict[str, BankEntry] = OrderedDict()
-        self._embeds: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._embeds: OrderedDict[str, tuple[dict[str, torch.Tensor], torch.device]] = OrderedDict()
         self.pipeline_calls = 0  # diagnostics: how often and how wide the pipeline was called
         self.largest_batch = 0
         self.samples_made = 0
@@ -238,17 +238,20 @@ class SampleBank:
 
     def prompt_embeddings(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """What the pipeline's ``encode_prompt`` makes of each prompt (and the empty negative prompt), one row per
-        prompt, ready to pass to the pipeline as ``prompt_embeds=`` etc. Each prompt is encoded once and kept (as
-        long as its bank entries are); the guided trajectory reuses what its bank was made with."""
+        prompt, ready to pass to the pipeline as ``prompt_embeds=`` etc. Each prompt is encoded once and kept on the
+        CPU, like the bank's samples (the ``max_entries`` most recently used prompts); the guided trajectory reuses
+        what its bank was made with."""
         rows = []
         for prompt in prompts:
             if prompt not in self._embeds:
-                self._embeds[prompt] = self._encode(prompt)
+                embeds = self._encode(prompt)
+                self._embeds[prompt] = {k: v.cpu() for k, v in embeds.items()}, next(iter(embeds.values())).device
             self._embeds.move_to_end(prompt)
             rows.append(self._embeds[prompt])
         while len(self._embeds) > self.max_entries:
             self._embeds.popitem(last=False)
-        return {name: torch.cat([row[name] for row in rows]) for name in rows[0]}
+        device = rows[0][1]  # where the pipeline encoded them, and computes
+        return {name: torch.cat([row[name] for row, _ in rows]).to(device) for name in rows[0][0]}
 
     def _encode(self, prompt: str) -> dict[str, torch.Tensor]:
         extra = {"prompt_2": None, "prompt_3": None} if "prompt_3" in inspect.signature(

@@ -200,7 +200,8 @@ def baseline(pipe, prompt: str | list[str], *, seed: int = 0, reward: str | Rewa
     prompts, seed = _prompts(prompt), check_seed(seed)
     bank = _bank_for(pipe, bank, reward, preset, steps, guidance_scale)
     noise = start_noise(pipe, [seed] * len(prompts), bank.settings)
-    images = pipe(prompts, latents=noise, **bank.settings.pipe_kwargs()).images
+    # the prompts as the bank encodes them (once, whichever of baseline, bank or guided asks first)
+    images = pipe(**bank.prompt_embeddings(prompts), latents=noise, **bank.settings.pipe_kwargs()).images
     rewards = bank.reward.score(images, prompts).float().cpu()
     now = time.perf_counter()
     return FlowResult(images, prompts, rewards, "baseline", seed, seconds=now - start, sample_seconds=now - start)

@@ -33,6 +33,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 from transformers import CLIPTokenizer
 
+from alignment.repeated_context import RepeatedContext
 from toyworld import ToyScenes
 
 from . import toy_configs
@@ -200,7 +201,8 @@ class Denoiser(torch.nn.Module):
     def __init__(self, pipe):
         super().__init__()
         self.sdxl = isinstance(pipe, StableDiffusionXLPipeline)
-        self.net = pipe.unet if self.sdxl else pipe.transformer
+        # SD3 without T5: the 256 identical zero T5 tokens are attended to once (exact; about half the cost)
+        self.net = pipe.unet if self.sdxl else RepeatedContext(pipe.transformer)
         self.text_encoder = pipe.text_encoder
         self.text_encoder_2 = pipe.text_encoder_2
         object.__setattr__(self, "pipe", pipe)  # not a submodule

@@ -43,7 +43,7 @@ def clip_config() -> CLIPConfig:
         text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=128, num_hidden_layers=3,
                          num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
                          pad_token_id=0),
-        vision_config=dict(image_size=64, patch_size=8, hidden_size=96, intermediate_size=384, num_hidden_layers=4,
+        vision_config=dict(image_size=64, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=6,
                            num_attention_heads=4),
         projection_dim=64,
     )

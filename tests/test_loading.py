@@ -158,6 +158,26 @@ def test_cli_bad_prompt(tmp_path):
 
 
 def test_checkpoint_sizes():
-    files = [p for p in (ROOT / "checkpoints").rglob("*") if p.is_file()]
+    root = (ROOT / "checkpoints").resolve()
+    links = [p for p in root.rglob("*") if p.is_symlink()]
+    assert links, "the shared CLIP vocabulary should be stored once (python -m training link-vocabulary)"
+    assert all(p.exists() and p.resolve().is_relative_to(root) for p in links)  # relative, inside the tree
+    files = {p.resolve() for p in root.rglob("*") if p.is_file()}  # a linked file counts once
     assert all(p.stat().st_size < 16 * 2**20 for p in files)
     assert sum(p.stat().st_size for p in files) < 40e6
+
+
+def test_link_shared_vocabulary(tmp_path):
+    from training.clip_tokenizer import link_shared_vocabulary
+
+    for name, text in (("a/tok", "same"), ("b/tok", "same"), ("c", "other")):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "vocab.json").write_text(text)
+    (tmp_path / "a" / "tok" / "merges.txt").write_text("m")
+    replaced = link_shared_vocabulary(tmp_path, shared="bpe")
+    assert (tmp_path / "b" / "tok" / "vocab.json").is_symlink()
+    assert (tmp_path / "b" / "tok" / "vocab.json").read_text() == "same"
+    assert not (tmp_path / "c" / "vocab.json").is_symlink()  # a different file keeps its own copy
+    assert (tmp_path / "c" / "vocab.json").read_text() == "other"
+    assert len(replaced) == 3 and (tmp_path / "bpe" / "merges.txt").read_text() == "m"
+    assert link_shared_vocabulary(tmp_path, shared="bpe") == []  # idempotent

@@ -1,6 +1,7 @@
 """Command line of the training package.
 
     python -m training tokenizer --out DIR [--pad "!"]
+    python -m training link-vocabulary [--checkpoints checkpoints]   (after copying an export into checkpoints/)
     python -m training toy-pool --out runs/pool.npz --n 200000 --workers 16
     python -m training toy-base --preset toy-sdxl --work runs/toy-sdxl --pool runs/pool.npz --export checkpoints/toy-sdxl
     python -m training toy-preferences --captions 30000 --out runs/toy-pickapic.parquet
@@ -127,7 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     geval.add_argument("--seed", type=int, default=0)
     geval.add_argument("--out", type=Path, default=None, help="also write the report (JSON) here")
 
+    link = sub.add_parser("link-vocabulary",
+                          help="store the identical CLIP vocab.json / merges.txt files under checkpoints/ once (links)")
+    link.add_argument("--checkpoints", type=Path, default=Path(__file__).resolve().parent.parent / "checkpoints")
+
     args = parser.parse_args(argv)
+    if args.command == "link-vocabulary":
+        from .clip_tokenizer import link_shared_vocabulary
+
+        replaced = link_shared_vocabulary(args.checkpoints)
+        print(f"{len(replaced)} files now link to {args.checkpoints / 'clip-bpe'}")
+        return 0
     if args.command == "tokenizer":
         from .clip_tokenizer import save_clip_tokenizer
 

@@ -74,3 +74,34 @@ def save_slim_clip_tokenizer(out: str | Path, *, pad_token: str = "<|endoftext|>
     out = save_clip_tokenizer(out, pad_token=pad_token)
     (Path(out) / "tokenizer.json").unlink(missing_ok=True)
     return out
+
+
+SHARED_FILES = ("vocab.json", "merges.txt")
+
+
+def link_shared_vocabulary(checkpoints: str | Path, shared: str = "clip-bpe") -> list[Path]:
+    """Store the BPE files once. Every ``vocab.json`` / ``merges.txt`` under ``checkpoints`` that is byte-identical
+    to the one in ``checkpoints/<shared>/`` becomes a relative symbolic link to it (the four toy-pipeline
+    tokenizer folders and toy-pickscore all hold the same 1.4 MB). Loaders read through the links, and
+    ``from_pretrained`` on a preset folder works as before. The first copy found seeds ``<shared>/``.
+    Returns the files replaced by links."""
+    import os
+    import shutil
+
+    root = Path(checkpoints)
+    store = root / shared
+    replaced = []
+    for name in SHARED_FILES:
+        for path in sorted(root.rglob(name)):
+            if path.parent == store or path.is_symlink():
+                continue
+            target = store / name
+            if not target.exists():
+                store.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            if path.read_bytes() != target.read_bytes():
+                continue  # a different vocabulary: keep its own copy
+            path.unlink()
+            path.symlink_to(os.path.relpath(target, path.parent))
+            replaced.append(path)
+    return replaced

@@ -69,10 +69,16 @@ def test_pause_at_deadline_saves_state(tmp_path):
     assert json.loads((tmp_path / "work" / "vae" / "progress.json").read_text())["step"] == 1
 
 
-def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path):
+def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path, monkeypatch):
     """``--init-from X --fresh-denoiser``: X's VAE (and text encoders, trained on), a new denoiser built from
-    toy_configs, and a resumed run keeps training the new one, not X's."""
-    from training import toy_configs
+    toy_configs, and a resumed run keeps training the new one, not X's. X's tokenizers are copied, so this works
+    where open_clip (the vocabulary's other source) is not installed, as on the GPU machine."""
+    from training import toy_configs, toy_models
+
+    def no_open_clip(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'open_clip'")
+
+    monkeypatch.setattr(toy_models, "save_slim_clip_tokenizer", no_open_clip)
 
     shipped = ROOT / "checkpoints" / "toy-sd3"
     cfg = ToyTrainConfig(preset="toy-sd3", work=tmp_path / "work", export=tmp_path / "export", steps=1, batch_size=2,
@@ -91,3 +97,5 @@ def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path):
     a, b = exported.vae.state_dict(), original.vae.state_dict()
     assert all(torch.equal(a[k].half(), b[k].half()) for k in a)
     assert exported.vae.config.shift_factor == original.vae.config.shift_factor
+    assert not (tmp_path / "export" / "tokenizer" / "vocab.json").is_symlink()
+    assert exported.tokenizer("a red star").input_ids == original.tokenizer("a red star").input_ids

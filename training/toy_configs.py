@@ -87,6 +87,8 @@ def unet() -> UNet2DConditionModel:
 
 
 def transformer() -> SD3Transformer2DModel:
+    """The toy-sd3 denoiser trained from now on. The shipped checkpoint is still the patch-2, 5-layer one (its own
+    config.json says so); evaluations/results/base_quality_notes.md tracks the patch-1 retraining."""
     return SD3Transformer2DModel(
         sample_size=LATENT_SIZE,
         patch_size=1,  # 256 image tokens: at patch 2 (64 tokens) shapes stayed blobs (prompt fidelity 0.23)

@@ -145,13 +145,18 @@ class ScenePool:
         return idx, torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
 
 
-def tokenizers(work: Path) -> tuple[CLIPTokenizer, CLIPTokenizer]:
-    """SDXL's two tokenizers: the first pads with <|endoftext|>, the second with "!" (SD3 reuses the same)."""
+def tokenizers(work: Path, source: Path | None = None) -> tuple[CLIPTokenizer, CLIPTokenizer]:
+    """SDXL's two tokenizers: the first pads with <|endoftext|>, the second with "!" (SD3 reuses the same). Copied
+    from the pipeline folder ``source`` when it has them (no open_clip needed), else built from open_clip's
+    vocabulary."""
     out = []
     for name, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
         folder = work / name
         if not (folder / "vocab.json").exists():
-            save_slim_clip_tokenizer(folder, pad_token=pad)
+            if source is not None and (Path(source) / name / "vocab.json").exists():
+                shutil.copytree(Path(source) / name, folder, dirs_exist_ok=True)  # links are copied as files
+            else:
+                save_slim_clip_tokenizer(folder, pad_token=pad)
         out.append(CLIPTokenizer.from_pretrained(folder))
     return out[0], out[1]
 
@@ -408,7 +413,7 @@ def run(cfg: ToyTrainConfig) -> bool:
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
     cfg.work.mkdir(parents=True, exist_ok=True)
-    tokenizers(cfg.work)  # the slim tokenizer folders the export copies
+    tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
     if cfg.init_from is not None and not (cfg.work / "vae" / "progress.json").exists():
         (cfg.work / "vae").mkdir(parents=True, exist_ok=True)
         pipe = load_pipeline_for_training(cfg.preset, cfg.init_from)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import math
 import time
@@ -31,7 +30,7 @@ from PIL import Image
 
 from .presets import Preset
 from .rewards import Reward, load_reward
-from .sampling import check_prompt, with_component
+from .sampling import check_prompt, encode_prompt_kwargs, with_component
 
 MAX_BANK = 1024  # samples per (prompt, seed): beyond this a bank is a data set, not an inference-time cache
 DEFAULT_REWARD = "toy-pickscore"
@@ -254,14 +253,7 @@ class SampleBank:
         return {name: torch.cat([row[name] for row, _ in rows]).to(device) for name in rows[0][0]}
 
     def _encode(self, prompt: str) -> dict[str, torch.Tensor]:
-        extra = {"prompt_2": None, "prompt_3": None} if "prompt_3" in inspect.signature(
-            self.pipe.encode_prompt).parameters else {}
-        with torch.no_grad():
-            out = self.pipe.encode_prompt(prompt=prompt, **extra, device=self.pipe._execution_device,
-                                          num_images_per_prompt=1,
-                                          do_classifier_free_guidance=self.settings.guidance_scale > 1)
-        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
-        return {name: value for name, value in zip(names, out, strict=True) if value is not None}
+        return encode_prompt_kwargs(self.pipe, prompt, self.settings.guidance_scale > 1)
 
     def _generate(self, pipe, embeds: dict, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor, list, float]:
         """Latents and decoded pixels of one chunk of seeds of one prompt (``embeds``: its ``prompt_embeddings``)."""

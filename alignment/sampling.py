@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -64,6 +65,22 @@ def generate(
     images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **kwargs).images
     seconds = time.perf_counter() - start
     return Generation(images, prompts, int(seed), steps, guidance, seconds)
+
+
+PROMPT_EMBEDDING_NAMES = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                          "negative_pooled_prompt_embeds")
+
+
+def encode_prompt_kwargs(pipe, prompt, do_classifier_free_guidance: bool) -> dict[str, torch.Tensor]:
+    """What an SDXL- or SD3-class pipeline's ``encode_prompt`` makes of ``prompt`` (a string or a list; the
+    negative prompt empty), as the keyword arguments its ``__call__`` takes instead of the prompt
+    (``prompt_embeds=``, ``pooled_prompt_embeds=``, and the negative ones with classifier-free guidance)."""
+    extra = {"prompt_2": None, "prompt_3": None} if "prompt_3" in inspect.signature(
+        pipe.encode_prompt).parameters else {"prompt_2": None}
+    with torch.no_grad():
+        out = pipe.encode_prompt(prompt=prompt, **extra, device=pipe._execution_device, num_images_per_prompt=1,
+                                 do_classifier_free_guidance=do_classifier_free_guidance)
+    return {name: value for name, value in zip(PROMPT_EMBEDDING_NAMES, out, strict=True) if value is not None}
 
 
 class TransformerStandIn(torch.nn.Module):

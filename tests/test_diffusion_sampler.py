@@ -59,6 +59,31 @@ def test_zero_strength_is_the_baseline_and_guidance_changes_the_image(sdxl, netw
     assert on.summary()["beta"] == 0.1
 
 
+def test_prompts_are_encoded_once_per_pipeline_and_give_the_pipelines_own_image(sdxl, network, monkeypatch):
+    """A slider move samples the same prompt again: its embeddings are reused (per pipeline, prompt list and CFG
+    setting), and the images are exactly the ones the pipeline makes from the text."""
+    from alignment import generate
+
+    pipe, preset = sdxl
+    prompts = ["a small cyan ring on a black background", "a red cross"]
+    reference = generate(pipe, prompts, seed=5, preset=preset).images  # the pipeline's own call, with the text
+    calls = []
+    original = type(pipe).encode_prompt
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("prompt"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "encode_prompt", counting)
+    first = sample_baseline(pipe, prompts, seed=5, preset=preset)
+    assert np.array_equal(pixels(first.images), pixels(reference))
+    for beta in (0.5, 1.0):
+        sample_guided(pipe, prompts, network=network, beta=beta, eta=1.0, seed=5, preset=preset)
+    assert calls.count(prompts) == 1  # encoded once; the pipeline's own encode_prompt calls pass embeddings
+    sample_baseline(pipe, prompts, seed=5, preset=preset, guidance_scale=0.0)  # no CFG: another entry
+    assert calls.count(prompts) == 2
+
+
 def test_tweedie_guidance_points_uphill(sdxl):
     """A small step along Tweedie's guidance raises the reward of x̂0 (first order, at t = 250 where the toy
     UNet's Jacobian is well behaved); and the full sampler runs and scores its images."""

@@ -63,6 +63,32 @@ def test_pickscore_code_path_matches_the_formula(tiny_clip_folder):
     assert torch.allclose(got, expected, atol=1e-4), (got, expected)
 
 
+def test_pickscore_encodes_each_prompt_once(tiny_clip_folder):
+    """The text embedding of a prompt is cached (LRU): rescoring new images of the same prompt, as a slider move
+    does, runs only the image tower, and gives what a fresh reward gives."""
+    reward = load_reward("pickscore", source=str(tiny_clip_folder), processor=str(tiny_clip_folder))
+    fresh = load_reward("pickscore", source=str(tiny_clip_folder), processor=str(tiny_clip_folder))
+    calls = []
+    original = reward.model.get_text_features
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    reward.model.get_text_features = counting
+    images = _images()
+    first = reward.score(images, PROMPTS)
+    again = reward.score(images[::-1], PROMPTS[::-1])
+    mixed = reward.score(images + images[:1], [PROMPTS[1], "a new prompt", PROMPTS[1]])
+    assert calls == [2, 1]  # the two prompts once, then only the new one
+    assert torch.allclose(again, first.flip(0), atol=1e-6)
+    assert torch.allclose(mixed, fresh.score(images + images[:1], [PROMPTS[1], "a new prompt", PROMPTS[1]]),
+                          atol=1e-5)
+    reward.TEXT_CACHE_SIZE = 2
+    reward.score(images, ["third", "fourth"])
+    assert len(reward._text) == 2
+
+
 def test_pickscore_is_differentiable_in_pixels(tiny_clip_folder):
     reward = load_reward("pickscore", source=str(tiny_clip_folder), processor=str(tiny_clip_folder))
     assert reward.differentiable

@@ -7,6 +7,9 @@ with the same layout, e.g. the toy ``checkpoints/toy-pickscore``.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 
@@ -53,6 +56,33 @@ class CLIPModelReward(Reward):
         crop = ip.crop_size
         self.size = int(crop if isinstance(crop, (int, float)) else (getattr(crop, "height", None) or crop["height"]))
         self.mean, self.std = ip.image_mean, ip.image_std
+        self._text = OrderedDict()  # (prompt, device, dtype) -> normalised text embedding
+        self._text_lock = threading.Lock()  # the studio scores from several worker threads
+
+    TEXT_CACHE_SIZE = 1024
+
+    @torch.no_grad()
+    def text_features(self, prompts: list[str]) -> torch.Tensor:
+        """Normalised text embeddings, each prompt encoded once (LRU): a studio slider move rescores new images
+        of the same prompt, and the text tower was a third of a one-image score on the CPU."""
+        with self._text_lock:
+            return self._cached_text_features(prompts)
+
+    def _cached_text_features(self, prompts: list[str]) -> torch.Tensor:
+        keys = [(p, self.device, self.model.dtype) for p in prompts]
+        missing = list(dict.fromkeys(k[0] for k in keys if k not in self._text))
+        if missing:
+            tokens = self.processor.tokenizer(missing, padding="max_length", truncation=True, max_length=77,
+                                              return_tensors="pt").to(self.device)
+            text = F.normalize(_projected(self.model.get_text_features(**tokens)), dim=-1)
+            for p, row in zip(missing, text):
+                self._text[(p, self.device, self.model.dtype)] = row
+        for k in keys:
+            self._text.move_to_end(k)
+        out = torch.stack([self._text[k] for k in keys])
+        while len(self._text) > self.TEXT_CACHE_SIZE:
+            self._text.popitem(last=False)
+        return out
 
     @property
     def device(self):
@@ -60,8 +90,6 @@ class CLIPModelReward(Reward):
 
     def _score(self, x, prompts):
         pixels = clip_preprocess(x, self.size, self.mean, self.std).to(self.model.dtype)
-        tokens = self.processor.tokenizer(prompts, padding="max_length", truncation=True, max_length=77,
-                                          return_tensors="pt").to(self.device)
         image = F.normalize(_projected(self.model.get_image_features(pixel_values=pixels)), dim=-1)
-        text = F.normalize(_projected(self.model.get_text_features(**tokens)), dim=-1)
+        text = self.text_features(list(prompts)).to(image.dtype)
         return (self.model.logit_scale.exp() * (image * text).sum(-1)).float()

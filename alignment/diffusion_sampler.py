@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +26,7 @@ from PIL import Image
 
 from .diffusion_guidance import check_alpha, check_beta, check_eta, grad_log_h_of, tweedie_x0, vp_coefficients
 from .guidance_network import GuidanceNetwork
+from .lru import LRU
 from .presets import Preset
 from .rewards import Reward, load_reward
 from .sampling import check_prompt, encode_prompt_kwargs, with_component
@@ -151,9 +151,8 @@ def _settings(pipe, preset: Preset | None, steps, guidance_scale) -> tuple[int, 
     return steps, guidance, size
 
 
-_PROMPT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> LRU of prompt embeddings
-_PROMPT_CACHE_SIZE = 32
-_PROMPT_LOCK = threading.Lock()
+_PROMPT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> LRU of its prompt embeddings
+_PROMPT_CACHE_LOCK = threading.Lock()
 
 
 def prompt_kwargs(pipe, prompts: list[str], guidance: float) -> dict:
@@ -161,19 +160,12 @@ def prompt_kwargs(pipe, prompts: list[str], guidance: float) -> dict:
     pipeline, prompt list and classifier-free-guidance setting (LRU), since a slider move samples the same prompt
     again (the text encoders and the pipeline's own encode_prompt took ~9 ms of a ~0.24 s toy re-render); for any
     other pipeline the prompts themselves."""
-    if not hasattr(pipe, "text_encoder_2") or not hasattr(pipe, "encode_prompt"):
+    if not hasattr(pipe, "text_encoder_2"):
         return {"prompt": prompts}
-    unet = pipe.unet
-    cfg = guidance > 1 and getattr(unet.config, "time_cond_proj_dim", None) is None
-    key = (tuple(prompts), cfg)
-    with _PROMPT_LOCK:
-        cache = _PROMPT_CACHE.setdefault(pipe, OrderedDict())
-        if key not in cache:
-            cache[key] = encode_prompt_kwargs(pipe, prompts, cfg)
-            while len(cache) > _PROMPT_CACHE_SIZE:
-                cache.popitem(last=False)
-        cache.move_to_end(key)
-        return {"prompt": None, **cache[key]}
+    cfg = guidance > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+    with _PROMPT_CACHE_LOCK:
+        cache = _PROMPT_CACHE.setdefault(pipe, LRU(32))
+    return {"prompt": None, **cache.get((tuple(prompts), cfg), lambda: encode_prompt_kwargs(pipe, prompts, cfg))}
 
 
 def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size) -> tuple[list, float]:

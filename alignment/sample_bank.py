@@ -22,12 +22,14 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .lru import LRU
 from .presets import Preset
 from .rewards import Reward, load_reward
 from .sampling import check_prompt, encode_prompt_kwargs, with_component
@@ -174,7 +176,7 @@ class SampleBank:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.model = model or (preset.name if preset else getattr(pipe, "name_or_path", None) or type(pipe).__name__)
         self._memory: OrderedDict[str, BankEntry] = OrderedDict()
-        self._embeds: OrderedDict[str, tuple[dict[str, torch.Tensor], torch.device]] = OrderedDict()
+        self._embeds = LRU(self.max_entries)  # prompt -> (its encode_prompt_kwargs on the CPU, their device)
         self.pipeline_calls = 0  # diagnostics: how often and how wide the pipeline was called
         self.largest_batch = 0
         self.samples_made = 0
@@ -240,15 +242,11 @@ class SampleBank:
         prompt, ready to pass to the pipeline as ``prompt_embeds=`` etc. Each prompt is encoded once and kept on the
         CPU, like the bank's samples (the ``max_entries`` most recently used prompts); the guided trajectory reuses
         what its bank was made with."""
-        rows = []
-        for prompt in prompts:
-            if prompt not in self._embeds:
-                embeds = self._encode(prompt)
-                self._embeds[prompt] = {k: v.cpu() for k, v in embeds.items()}, next(iter(embeds.values())).device
-            self._embeds.move_to_end(prompt)
-            rows.append(self._embeds[prompt])
-        while len(self._embeds) > self.max_entries:
-            self._embeds.popitem(last=False)
+        def encoded(prompt: str) -> tuple[dict[str, torch.Tensor], torch.device]:
+            embeds = self._encode(prompt)
+            return {k: v.cpu() for k, v in embeds.items()}, next(iter(embeds.values())).device
+
+        rows = [self._embeds.get(prompt, partial(encoded, prompt)) for prompt in prompts]
         device = rows[0][1]  # where the pipeline encoded them, and computes
         return {name: torch.cat([row[name] for row, _ in rows]).to(device) for name in rows[0][0]}
 

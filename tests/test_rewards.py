@@ -84,7 +84,7 @@ def test_pickscore_encodes_each_prompt_once(tiny_clip_folder):
     assert torch.allclose(again, first.flip(0), atol=1e-6)
     assert torch.allclose(mixed, fresh.score(images + images[:1], [PROMPTS[1], "a new prompt", PROMPTS[1]]),
                           atol=1e-5)
-    reward.TEXT_CACHE_SIZE = 2
+    reward._text.maxsize = 2
     reward.score(images, ["third", "fourth"])
     assert len(reward._text) == 2
 

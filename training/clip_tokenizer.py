@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -85,9 +87,6 @@ def link_shared_vocabulary(checkpoints: str | Path, shared: str = "clip-bpe") ->
     tokenizer folders and toy-pickscore all hold the same 1.4 MB). Loaders read through the links, and
     ``from_pretrained`` on a preset folder works as before. The first copy found seeds ``<shared>/``.
     Returns the files replaced by links."""
-    import os
-    import shutil
-
     root = Path(checkpoints)
     store = root / shared
     replaced = []

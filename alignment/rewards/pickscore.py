@@ -7,13 +7,11 @@ with the same layout, e.g. the toy ``checkpoints/toy-pickscore``.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 
 from ..loading import ModelLoadError
+from ..lru import LRU
 from .base import Reward, clip_preprocess
 
 
@@ -56,8 +54,7 @@ class CLIPModelReward(Reward):
         crop = ip.crop_size
         self.size = int(crop if isinstance(crop, (int, float)) else (getattr(crop, "height", None) or crop["height"]))
         self.mean, self.std = ip.image_mean, ip.image_std
-        self._text = OrderedDict()  # (prompt, device, dtype) -> normalised text embedding
-        self._text_lock = threading.Lock()  # the studio scores from several worker threads
+        self._text = LRU(self.TEXT_CACHE_SIZE)  # (prompt, device, dtype) -> normalised text embedding
 
     TEXT_CACHE_SIZE = 1024
 
@@ -65,24 +62,19 @@ class CLIPModelReward(Reward):
     def text_features(self, prompts: list[str]) -> torch.Tensor:
         """Normalised text embeddings, each prompt encoded once (LRU): a studio slider move rescores new images
         of the same prompt, and the text tower was a third of a one-image score on the CPU."""
-        with self._text_lock:
-            return self._cached_text_features(prompts)
+        def key(p):
+            return p, self.device, self.model.dtype
 
-    def _cached_text_features(self, prompts: list[str]) -> torch.Tensor:
-        keys = [(p, self.device, self.model.dtype) for p in prompts]
-        missing = list(dict.fromkeys(k[0] for k in keys if k not in self._text))
-        if missing:
-            tokens = self.processor.tokenizer(missing, padding="max_length", truncation=True, max_length=77,
-                                              return_tensors="pt").to(self.device)
-            text = F.normalize(_projected(self.model.get_text_features(**tokens)), dim=-1)
-            for p, row in zip(missing, text):
-                self._text[(p, self.device, self.model.dtype)] = row
-        for k in keys:
-            self._text.move_to_end(k)
-        out = torch.stack([self._text[k] for k in keys])
-        while len(self._text) > self.TEXT_CACHE_SIZE:
-            self._text.popitem(last=False)
-        return out
+        with self._text.lock:  # the studio scores from several worker threads
+            missing = list(dict.fromkeys(p for p in prompts if key(p) not in self._text))
+            fresh = dict(zip(missing, self._encode_text(missing))) if missing else {}
+            return torch.stack([self._text.get(key(p), lambda p=p: fresh[p] if p in fresh else
+                                               self._encode_text([p])[0]) for p in prompts])
+
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.processor.tokenizer(prompts, padding="max_length", truncation=True, max_length=77,
+                                          return_tensors="pt").to(self.device)
+        return F.normalize(_projected(self.model.get_text_features(**tokens)), dim=-1)
 
     @property
     def device(self):

@@ -1,0 +1,40 @@
+"""A small thread-safe least-recently-used map, for what the samplers and rewards compute once per prompt."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+
+class LRU:
+    """``get(key, make)`` returns the value kept for ``key``, making and keeping it with ``make()`` when missing;
+    beyond ``maxsize`` entries the least recently used go. ``lock`` (re-entrant) makes a batch of operations
+    atomic when the studio's worker threads share the map."""
+
+    def __init__(self, maxsize: int):
+        if int(maxsize) < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = int(maxsize)
+        self.lock = threading.RLock()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key not in self._items:
+                self._items[key] = make()
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+            return self._items[key]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self.lock:
+            self._items.clear()

@@ -1,0 +1,35 @@
+import threading
+
+import pytest
+
+from alignment.lru import LRU
+
+
+def test_lru_makes_once_keeps_the_most_recent_and_is_thread_safe():
+    made = []
+
+    def make(k):
+        made.append(k)
+        return k * 10
+
+    cache = LRU(2)
+    assert cache.get("a", lambda: make("a")) == "a" * 10
+    assert cache.get("a", lambda: make("a")) == "a" * 10 and made == ["a"]
+    cache.get("b", lambda: make("b"))
+    cache.get("a", lambda: make("a"))  # a is now the most recent
+    cache.get("c", lambda: make("c"))  # evicts b
+    assert "a" in cache and "c" in cache and "b" not in cache and len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        LRU(0)
+
+    counts = LRU(100)
+    calls = []
+    threads = [threading.Thread(target=lambda: [counts.get(i % 10, lambda i=i: calls.append(i % 10) or i % 10)
+                                                for i in range(200)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(calls) == list(range(10))  # each key made exactly once across threads

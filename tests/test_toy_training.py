@@ -1,5 +1,5 @@
-"""The toy base-model training: text embeddings equal the pipeline's, and a tiny run trains, pauses, resumes,
-exports and loads through the one loader."""
+"""The toy base-model and toy-reward training: text embeddings equal the pipeline's, and tiny runs train, pause,
+resume, export and load through the one loader."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from alignment import generate, load_pipeline
 from training.toy_models import ScenePool, ToyTrainConfig, load_pipeline_for_training, prompt_embeddings, run
@@ -40,6 +41,9 @@ def test_scene_pool_batches_are_deterministic():
     assert torch.equal(a_img, b_img) and torch.equal(a_ids, b_ids)
     assert a_img.shape == (8, 3, 64, 64) and a_img.min() >= -1 and a_img.max() <= 1
     assert not torch.equal(a_ids, pool.batch(0, 2, 6, 8)[1])
+    # under accelerate launch each process draws its own part of the batch; one process draws as before
+    assert torch.equal(pool.batch(0, 2, 5, 8, rank=0)[0], a_img)
+    assert not torch.equal(pool.batch(0, 2, 5, 8, rank=1)[0], a_img)
 
 
 @pytest.mark.parametrize("preset", ["toy-sdxl", "toy-sd3"])
@@ -99,3 +103,29 @@ def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path, monkey
     assert exported.vae.config.shift_factor == original.vae.config.shift_factor
     assert not (tmp_path / "export" / "tokenizer" / "vocab.json").is_symlink()
     assert exported.tokenizer("a red star").input_ids == original.tokenizer("a red star").input_ids
+
+
+def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path):
+    """Both stages of the toy reward's training on a few pairs: a paused run resumes where it stopped, and the
+    export scores through the very reward code the studio uses."""
+    from alignment.rewards import load_reward
+    from toyworld import ToyScenes
+    from training.preference_data import write_pickapic
+    from training.toy_pickscore import PickScoreTrainConfig
+    from training.toy_pickscore import run as run_pickscore
+
+    scenes = ToyScenes(8, seed=5, split="train")
+    rows = [dict(caption=scenes[i]["caption"], image_0=Image.fromarray(scenes[i]["image"]),
+                 image_1=Image.fromarray(scenes[(i + 1) % 8]["image"]), label_0=1.0, label_1=0.0) for i in range(8)]
+    pairs = write_pickapic(rows, tmp_path / "pairs.parquet")
+    cfg = PickScoreTrainConfig(work=tmp_path / "work", pairs=pairs, export=tmp_path / "export",
+                               pool=tmp_path / "pool.npz", pool_size=8, pretrain_steps=1, steps=2, batch_size=4,
+                               workers=1, save_every=1, max_minutes=0.0)
+    assert run_pickscore(cfg) is False  # the deadline has passed: one step, state saved
+    assert json.loads((tmp_path / "work" / "progress.json").read_text())["step"] == 1
+    cfg.max_minutes = 10.0
+    assert run_pickscore(cfg) is True
+    assert json.loads((tmp_path / "work" / "progress.json").read_text())["step"] == 3
+    reward = load_reward("toy-pickscore", source=str(tmp_path / "export"))
+    scores = reward.score([rows[0]["image_0"], rows[0]["image_1"]], [rows[0]["caption"]] * 2)
+    assert scores.shape == (2,) and torch.isfinite(scores).all()

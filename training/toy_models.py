@@ -125,21 +125,24 @@ class ScenePool:
             stds.append(dist.std.to(torch.bfloat16))
         self.latent_mean, self.latent_std = torch.cat(means), torch.cat(stds)
 
-    def latent_batch(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def latent_batch(self, seed: int, stage: int, step: int, size: int,
+                     rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``batch`` but returns a posterior sample of the cached latents instead of images."""
-        idx, ids = self._draw(seed, stage, step, size)
+        idx, ids = self._draw(seed, stage, step, size, rank)
         mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
         return mean + std * torch.randn_like(mean), ids
 
-    def batch(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, seed: int, stage: int, step: int, size: int,
+              rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as [-1, 1] NCHW floats and caption token ids (the empty caption with probability
-        CAPTION_DROPOUT)."""
-        idx, ids = self._draw(seed, stage, step, size)
+        CAPTION_DROPOUT). ``rank``: the training process (each draws its own part of a multi-GPU batch)."""
+        idx, ids = self._draw(seed, stage, step, size, rank)
         return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0, ids
 
-    def _draw(self, seed: int, stage: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, seed: int, stage: int, step: int, size: int,
+              rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool indices of batch ``step`` and their caption token ids (the empty caption for dropped ones)."""
-        rng = np.random.default_rng((seed, stage, step))
+        rng = np.random.default_rng((seed, stage, step) + ((rank,) if rank else ()))
         idx = torch.from_numpy(rng.integers(0, len(self), size)).to(self.device)
         drop = torch.from_numpy(rng.random(size) < CAPTION_DROPOUT).to(self.device)
         return idx, torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
@@ -278,7 +281,7 @@ def train_vae(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) -> bo
     bar = tqdm(total=cfg.vae_steps, initial=start, desc=f"{cfg.preset} vae", disable=not accelerator.is_main_process)
     step = start
     for step in range(start + 1, cfg.vae_steps + 1):
-        images, _ = data.batch(cfg.seed, 1, step, cfg.batch_size)
+        images, _ = data.batch(cfg.seed, 1, step, cfg.batch_size, rank=accelerator.process_index)
         lr = cfg.vae_lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -317,6 +320,7 @@ def latent_stats(vae, data: ScenePool, preset: str, n: int = 4096) -> dict:
 
 def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) -> bool:
     accelerator = _accelerator()
+    set_seed(cfg.seed + accelerator.process_index)  # each process draws its own noise and times
     folder = cfg.work / "denoiser"
     progress = Progress(folder)
     if progress.data["done"]:
@@ -341,7 +345,7 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
     bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.preset} denoiser", disable=not accelerator.is_main_process)
     step, finished = start, True
     for step in range(start + 1, cfg.steps + 1):
-        images, ids = data.batch(cfg.seed, 2, step, cfg.batch_size)
+        images, ids = data.batch(cfg.seed, 2, step, cfg.batch_size, rank=accelerator.process_index)
         lr = cfg.lr * min(1.0, step / 500)  # constant after warm-up: the EMA does the annealing
         if cfg.anneal:
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, cfg.steps - start)))

@@ -156,7 +156,8 @@ def run(cfg: PickScoreTrainConfig) -> bool:
     bar = tqdm(total=total, initial=start, desc="toy-pickscore", disable=not accelerator.is_main_process)
     step, finished = start, True
     for step in range(start + 1, total + 1):
-        rng = np.random.default_rng((cfg.seed, step))
+        rank = accelerator.process_index  # each process draws its own part of a multi-GPU batch
+        rng = np.random.default_rng((cfg.seed, step) + ((rank,) if rank else ()))
         lr = cfg.lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / total))
         for g in opt.param_groups:
             g["lr"] = lr

@@ -74,6 +74,12 @@ def _render_item(args: tuple[int, int]) -> tuple[np.ndarray, str]:
     return item["image"], item["caption"]
 
 
+def batch_rng(*key: int, rank: int = 0) -> np.random.Generator:
+    """The random draws of one training batch, keyed by (seed, …, step). Under ``accelerate launch`` each process
+    (``rank``) draws its own part of the batch; process 0 draws what a single process draws."""
+    return np.random.default_rng(key + ((rank,) if rank else ()))
+
+
 class ScenePool:
     """A fixed pool of rendered training pairs, held on the training device, sampled with replacement.
 
@@ -142,7 +148,7 @@ class ScenePool:
     def _draw(self, seed: int, stage: int, step: int, size: int,
               rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool indices of batch ``step`` and their caption token ids (the empty caption for dropped ones)."""
-        rng = np.random.default_rng((seed, stage, step) + ((rank,) if rank else ()))
+        rng = batch_rng(seed, stage, step, rank=rank)
         idx = torch.from_numpy(rng.integers(0, len(self), size)).to(self.device)
         drop = torch.from_numpy(rng.random(size) < CAPTION_DROPOUT).to(self.device)
         return idx, torch.where(drop[:, None], self.empty_ids[None], self.token_ids[idx])
@@ -345,14 +351,14 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
     bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.preset} denoiser", disable=not accelerator.is_main_process)
     step, finished = start, True
     for step in range(start + 1, cfg.steps + 1):
-        images, ids = data.batch(cfg.seed, 2, step, cfg.batch_size, rank=accelerator.process_index)
+        # a posterior sample of the latents ``data.encode(vae)`` cached (the VAE is frozen in this stage)
+        latents, ids = data.latent_batch(cfg.seed, 2, step, cfg.batch_size, rank=accelerator.process_index)
         lr = cfg.lr * min(1.0, step / 500)  # constant after warm-up: the EMA does the annealing
         if cfg.anneal:
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, cfg.steps - start)))
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.no_grad():
-            x0 = (vae.encode(images).latent_dist.sample() - shift) * sf
+        x0 = (latents - shift) * sf
         noise = torch.randn_like(x0)
         b = x0.shape[0]
         with accelerator.autocast():

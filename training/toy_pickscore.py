@@ -31,7 +31,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 
 from .clip_tokenizer import save_slim_clip_tokenizer
 from .preference_data import LoadReport, iter_pairs
-from .toy_models import Progress, ScenePool, _accelerator
+from .toy_models import Progress, ScenePool, _accelerator, batch_rng
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -156,8 +156,7 @@ def run(cfg: PickScoreTrainConfig) -> bool:
     bar = tqdm(total=total, initial=start, desc="toy-pickscore", disable=not accelerator.is_main_process)
     step, finished = start, True
     for step in range(start + 1, total + 1):
-        rank = accelerator.process_index  # each process draws its own part of a multi-GPU batch
-        rng = np.random.default_rng((cfg.seed, step) + ((rank,) if rank else ()))
+        rng = batch_rng(cfg.seed, step, rank=accelerator.process_index)
         lr = cfg.lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / total))
         for g in opt.param_groups:
             g["lr"] = lr

@@ -242,7 +242,8 @@ def dpo_loss(policy, reference, x0_w, x0_l, prompt_embeds, added, t, noise, alph
 
 
 def bench_training(args) -> dict:
-    from training.guidance import Objective
+    from training.graphed_step import GraphedStep, capturable_adamw, consistency_rows
+    from training.guidance import Objective, consistency_row_count, draw_conditions
     from training.guidance_data import encode_rows
 
     pipe, preset = SCALE.diffusion()
@@ -267,13 +268,15 @@ def bench_training(args) -> dict:
     opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batches = {}
 
-    def guidance_step(seed, fraction, gpairs, from_cache=False):
+    def guidance_step(seed, fraction, gpairs, from_cache=False, dry=False):
         images = 2 * gpairs
         if gpairs not in batches:
             batches[gpairs] = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
                                    text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20,
                                    c_xt=randn(images, *latent).half(), c_residual=randn(images, *latent).half(),
                                    c_t=torch.randint(0, n_train, (images,), device=dev))
+        if dry:
+            return
         batch = batches[gpairs]
         rng = np.random.default_rng(seed)
         eta_host = rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)
@@ -288,8 +291,40 @@ def bench_training(args) -> dict:
                                    torch.randint(0, n_train, (images,), device=dev), randn(*batch["x0"].shape),
                                    beta, eta, r, 1.0 / fraction, cached)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)  # as training/guidance.py does
         opt_g.step()
         opt_g.zero_grad(set_to_none=True)
+
+    # The trainer's step on one CUDA process: cached targets, a fixed number of L_consistency rows
+    # (training/guidance.py), replayed from a CUDA graph (training/graphed_step.py).
+    opt_graph = capturable_adamw(network.parameters(), 1e-4, 1e-4, dev)
+
+    def graph_body(key, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows, row_weights, c_xt, c_t,
+                   c_residual):
+        with torch.autocast(dev.type, dtype=dtype, enabled=dev.type == "cuda", cache_enabled=False):
+            loss, _, _ = objective(x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows,
+                                   cached={"x_t": c_xt, "t": c_t, "residual": c_residual}, row_weights=row_weights)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        opt_graph.step()
+        return (loss.detach(),)
+
+    graphed = GraphedStep(graph_body, list(network.parameters()), opt_graph)
+
+    def graphed_step(seed, gpairs):
+        images = 2 * gpairs
+        guidance_step(seed, 1.0, gpairs, from_cache=True, dry=True)  # the same batch tensors, made if missing
+        batch = batches[gpairs]
+        rng = np.random.default_rng(seed)
+        beta_h, eta_h = draw_conditions(rng, images, (0.05, 5.0), (0.0, 2.0))
+        k = consistency_row_count(images, 0.5, 1.0)
+        rows_h, w_h = consistency_rows((np.arange(images) % 2 == 0) & (eta_h > 0), k, rng)
+        r = torch.from_numpy(rows_h).to(dev)
+        graphed(gpairs, x0=batch["x0"], prompt_embeds=batch["prompt_embeds"], text_embeds=batch["text_embeds"],
+                rewards=batch["rewards"], t=torch.randint(0, n_train, (images,), device=dev),
+                noise=randn(*batch["x0"].shape), beta=torch.from_numpy(beta_h).float().to(dev),
+                eta=torch.from_numpy(eta_h).float().to(dev), rows=r, row_weights=torch.from_numpy(w_h).float().to(dev),
+                c_xt=batch["c_xt"][r], c_t=batch["c_t"][r], c_residual=batch["c_residual"][r])
 
     # the Diffusion-DPO step on the same pairs: policy (trainable, bf16, AdamW) and a frozen reference copy
     reference = copy.deepcopy(pipe.unet).requires_grad_(False)
@@ -314,6 +349,9 @@ def bench_training(args) -> dict:
             configs[name], step_pairs[name] = (lambda s, f=f, gp=gp: guidance_step(s, f, gp)), gp
         name = f"guidance_{gp}pairs_cached_targets"  # L_consistency on every eligible row, from the data step
         configs[name], step_pairs[name] = (lambda s, gp=gp: guidance_step(s, 1.0, gp, from_cache=True)), gp
+        if dev.type == "cuda":
+            name = f"guidance_{gp}pairs_cached_targets_cuda_graph"  # what `python -m training guidance` runs
+            configs[name], step_pairs[name] = (lambda s, gp=gp: graphed_step(s, gp)), gp
     steps = interleaved(configs, args.repeats, args.warmup)
     dpo = steps["dpo_full_unet"]["seconds"]
     for name, r in steps.items():
@@ -327,13 +365,17 @@ def bench_training(args) -> dict:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])) as prof:
-            guidance_step(0, 1.0, pairs)
-            synchronize()
-        print(f"--- profile: one guidance step, {pairs} pairs", flush=True)
-        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=16, max_name_column_width=48), flush=True)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        for label, from_cache in (("consistency targets computed", False), ("consistency targets cached", True)):
+            with profile(activities=activities) as prof:
+                guidance_step(0, 1.0, pairs, from_cache=from_cache)
+                synchronize()
+            print(f"--- profile: one guidance step, {pairs} pairs, {label}", flush=True)
+            for key in ("cpu_time_total", "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"):
+                print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60), flush=True)
     policy.requires_grad_(False).eval()
-    free(reference, opt_d, opt_g, objective)
+    graphed.graphs.clear()
+    free(reference, opt_d, opt_g, opt_graph, objective)
 
     # the one-off cache: VAE latent, both text encoders and the reward, per image (512² JPEG-size PIL images)
     rng = np.random.default_rng(0)
@@ -344,6 +386,11 @@ def bench_training(args) -> dict:
     encode_rows(pipe, reward, rows[:2], (), args.cache_batch)  # warm-up
     cache = [measure(encode_rows, pipe, reward, rows, (), args.cache_batch) for _ in range(args.repeats)]
     per_image = statistics.median(c["seconds"] for c in cache) / (2 * len(rows))
+    # the part of the cache any trainer needs: Diffusion-DPO's trainer also VAE-encodes every image and encodes every
+    # caption once per epoch (on the fly or cached); only the reward (and the consistency targets) are ours alone
+    no_reward = SimpleNamespace(score=lambda images, captions: torch.zeros(len(images)))
+    encode = [measure(encode_rows, pipe, no_reward, rows, (), args.cache_batch) for _ in range(args.repeats)]
+    encode_per_image = statistics.median(c["seconds"] for c in encode) / (2 * len(rows))
     # what --consistency-draws K adds to the data step: K UNet calls per preferred image (half of them)
     from training.guidance_data import consistency_targets
 
@@ -362,21 +409,25 @@ def bench_training(args) -> dict:
     free(pipe, reward)
 
     dpo_epoch = PICK_A_PIC_V1_PAIRS * steps["dpo_full_unet"]["seconds_per_pair"]
+    encode_epoch = 2 * PICK_A_PIC_V1_PAIRS * encode_per_image
     cache_epoch = 2 * PICK_A_PIC_V1_PAIRS * per_image
     overall = {}
     targets_epoch = 2 * PICK_A_PIC_V1_PAIRS * targets_per_image
     for name, r in steps.items():
         if name != "dpo_full_unet":
             ours = cache_epoch + PICK_A_PIC_V1_PAIRS * r["seconds_per_pair"]
-            ours += targets_epoch if name.endswith("cached_targets") else 0.0
-            overall[name] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch}
-    print(f"cache: {per_image * 1e3:.1f} ms per image = {cache_epoch / 3600:.2f} GPU-hours per epoch; DPO epoch "
-          f"{dpo_epoch / 3600:.2f} GPU-hours; overall " + ", ".join(
-              f"{k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%}"
-              for k, v in overall.items()), flush=True)
+            ours += targets_epoch if "cached_targets" in name else 0.0
+            overall[name] = {"guidance_epoch_gpu_hours": ours / 3600, "saving_vs_dpo": 1 - ours / dpo_epoch,
+                             "saving_vs_dpo_with_encoding": 1 - ours / (dpo_epoch + encode_epoch)}
+    print(f"cache: {per_image * 1e3:.1f} ms per image (VAE + text encoders alone: {encode_per_image * 1e3:.1f} ms) = "
+          f"{cache_epoch / 3600:.2f} GPU-hours per epoch; DPO epoch {dpo_epoch / 3600:.2f} GPU-hours "
+          f"({(dpo_epoch + encode_epoch) / 3600:.2f} with its own encoding); overall " + ", ".join(
+              f"{k}: {v['guidance_epoch_gpu_hours']:.2f} GPU-hours, saving {v['saving_vs_dpo']:.1%} "
+              f"({v['saving_vs_dpo_with_encoding']:.1%})" for k, v in overall.items()), flush=True)
     print(f"cached consistency targets (K = {args.consistency_draws}): {targets_per_image * 1e3:.1f} ms per image "
           f"= {targets_epoch / 3600:.2f} GPU-hours per epoch", flush=True)
     return {"pairs_per_step": pairs, "steps": steps, "cache_seconds_per_image": per_image,
+            "encode_seconds_per_image": encode_per_image, "dpo_encoding_epoch_gpu_hours": encode_epoch / 3600,
             "consistency_draws": args.consistency_draws, "targets_seconds_per_image": targets_per_image,
             "targets_epoch_gpu_hours": targets_epoch / 3600,
             "cache_batch": args.cache_batch, "epoch_pairs": PICK_A_PIC_V1_PAIRS, "dpo_epoch_gpu_hours": dpo_epoch / 3600,
@@ -432,15 +483,21 @@ def render(report: dict) -> str:
         lines += ["", f"Caching latents, text embeddings and rewards: {r['cache_seconds_per_image'] * 1e3:.1f} ms per "
                       f"image (batch {r['cache_batch']}), {r['cache_epoch_gpu_hours']:.2f} GPU-hours for the "
                       f"{2 * r['epoch_pairs']:,} images of a {r['epoch_pairs']:,}-pair epoch. One DPO epoch: "
-                      f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours."
+                      f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours"
+                      + (f", {r['dpo_epoch_gpu_hours'] + r['dpo_encoding_epoch_gpu_hours']:.2f} with the VAE and "
+                         f"text encoding its trainer needs too ({r['encode_seconds_per_image'] * 1e3:.1f} ms per image)."
+                         if "encode_seconds_per_image" in r else ".")
                       + (f" The cached L_consistency targets (K = {r['consistency_draws']} per preferred image) add "
                          f"{r['targets_seconds_per_image'] * 1e3:.1f} ms per image, {r['targets_epoch_gpu_hours']:.2f} "
                          "GPU-hours, to the rows named *_cached_targets." if "targets_seconds_per_image" in r else ""),
                   "",
-                  "| guidance step | guidance epoch incl. cache, GPU-hours | saving vs DPO |", "|---|---|---|"]
+                  "| guidance step | guidance epoch incl. cache, GPU-hours | saving vs DPO steps alone | "
+                  "saving vs DPO steps + their encoding |", "|---|---|---|---|"]
         for f, x in r["overall"].items():
             label = f"{float(f):.0%} of preferred rows in L_consistency" if f.replace(".", "").isdigit() else f
-            lines.append(f"| {label} | {x['guidance_epoch_gpu_hours']:.2f} | {x['saving_vs_dpo']:.1%} |")
+            with_encoding = x.get("saving_vs_dpo_with_encoding")
+            lines.append(f"| {label} | {x['guidance_epoch_gpu_hours']:.2f} | {x['saving_vs_dpo']:.1%} | "
+                         + (f"{with_encoding:.1%} |" if with_encoding is not None else "not measured |"))
         lines += ["", f"Assumptions: {r['assumptions']}.", ""]
     return "\n".join(lines)
 

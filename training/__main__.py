@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--size", choices=("toy", "sdxl"), default="toy")
     guide.add_argument("--init-from", type=Path, default=None, help="continue from an exported network")
     guide.add_argument("--consistency-fraction", type=float, default=1.0,
-                       help="compute L_consistency (one pretrained-UNet call per row) on this random share of the "
-                            "preferred rows, weighted by its inverse; below 1 it saves UNet calls at full scale")
+                       help="compute L_consistency (one pretrained-UNet call per row) on this share of the expected "
+                            "eligible rows (preferred, η > 0), a fixed number per step, weighted so the loss is "
+                            "unbiased; below 1 it saves UNet calls at full scale")
     guide.add_argument("--consistency-source", choices=("unet", "cache"), default="unet",
                        help="L_consistency's ε_θ(x_t): from the frozen UNet each step, or the cache's fixed draws")
     guide.add_argument("--focus", type=float, default=0.0,
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     guide.add_argument("--readout-steps", type=int, default=0,
                        help="warm start: the first N steps regress β·log h onto the reward at t < --readout-t-max")
     guide.add_argument("--readout-t-max", type=int, default=50)
+    guide.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                       help="run each step eagerly instead of replaying a captured CUDA graph (one CUDA process)")
     guide.add_argument("--batch-size", type=int, default=256, help="per process")
     guide.add_argument("--lr", type=float, default=5e-4)
     guide.add_argument("--beta-range", type=float, nargs=2, default=(0.05, 5.0))
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, init_from=args.init_from,
             consistency_fraction=args.consistency_fraction, focus=args.focus,
             consistency_source=args.consistency_source, readout_steps=args.readout_steps,
-            readout_t_max=args.readout_t_max)
+            readout_t_max=args.readout_t_max, cuda_graph=args.cuda_graph)
         return 0 if run_guidance(cfg) else 3
     if args.command == "guidance-eval":
         from .guidance_eval import GuidanceEvalConfig, evaluate

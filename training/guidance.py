@@ -32,8 +32,11 @@ from alignment import load_pipeline
 from alignment.diffusion_guidance import consistency_loss, grad_log_h_of, guidance_loss, noised, vp_coefficients
 from alignment.guidance_network import GuidanceNetwork
 
+from .graphed_step import GraphedStep, capturable_adamw, consistency_rows, set_lr
 from .guidance_data import load_cache
 from .toy_models import Progress
+
+LOG_EVERY = 25  # steps between loss reads (each waits for the GPU)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class GuidanceTrainConfig:
     consistency_source: str = "unet"  # "unet": call the frozen UNet; "cache": the data step's cached targets
     readout_steps: int = 0  # the run's first steps regress β·log h onto r at small t (a warm start, see Objective)
     readout_t_max: int = 50  # the readout's timesteps: uniform in [0, readout_t_max)
+    cuda_graph: bool = True  # on one CUDA process, replay each step from a captured CUDA graph (graphed_step.py)
 
 
 class Objective(torch.nn.Module):
@@ -69,7 +73,8 @@ class Objective(torch.nn.Module):
         self.resolution = resolution
 
     def forward(self, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows=None,
-                consistency_scale: float = 1.0, cached: dict | None = None, readout: bool = False):
+                consistency_scale: float = 1.0, cached: dict | None = None, readout: bool = False,
+                row_weights: torch.Tensor | None = None):
         """(loss, L_guidance, L_consistency) of a batch of B rows.
 
         ``readout``: instead, the warm-start loss ``((β log h_ψ(x_t) − r) / std(r))²`` at the (small) ``t`` given.
@@ -80,8 +85,9 @@ class Objective(torch.nn.Module):
         ``L_guidance`` needs only ``log h`` and is taken on every row. ``L_consistency`` needs ``∇log h`` with its
         graph (a second-order backward) and one call of the frozen UNet per row, so it is taken only on ``rows``
         (indices chosen on the host, e.g. the preferred images with η > 0: no GPU sync, no data-dependent
-        shapes), each weighted by its η and by ``consistency_scale`` (1/f when a random share f of the eligible
-        rows is kept, so the expected loss is unchanged) and summed over B. With ``cached`` (``x_t``, ``t`` and
+        shapes), each weighted by its η and by ``row_weights`` (one per row, from ``consistency_rows``: m/k when k
+        of m eligible rows are kept, 0 for padding) or else by ``consistency_scale`` (1/f when a random share f of
+        the eligible rows is kept), so the expected loss is unchanged, and summed over B. With ``cached`` (``x_t``, ``t`` and
         ``residual`` = ε_θ(x_t) − ε of those rows, from the data step) the UNet is not called at all."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
@@ -109,16 +115,27 @@ class Objective(torch.nn.Module):
                                 added_cond_kwargs={"text_embeds": text_embeds[rows].to(dtype),
                                                    "time_ids": time_ids}).sample
             l_consistency = consistency_loss(eps.float(), grad, sigma_r, noise[rows])
-        loss = l_guidance + consistency_scale * (e_r * l_consistency).sum() / x0.shape[0]
-        return loss, l_guidance.detach(), l_consistency.detach().mean()
+        weights = e_r * (row_weights if row_weights is not None else consistency_scale)
+        loss = l_guidance + (weights * l_consistency).sum() / x0.shape[0]
+        kept = (row_weights > 0).float() if row_weights is not None else torch.ones_like(l_consistency)
+        return loss, l_guidance.detach(), ((l_consistency * kept).sum() / kept.sum().clamp(min=1)).detach()
+
+
+ETA_ZERO_SHARE = 0.25  # the share of examples trained at η = 0 exactly
 
 
 def draw_conditions(rng: np.random.Generator, n: int, beta_range, eta_range) -> tuple[np.ndarray, np.ndarray]:
     """log-uniform β over beta_range; η uniform over eta_range, exactly 0 for a quarter of the examples."""
     lo, hi = math.log(beta_range[0]), math.log(beta_range[1])
     beta = np.exp(rng.uniform(lo, hi, n))
-    eta = rng.uniform(eta_range[0], eta_range[1], n) * (rng.random(n) >= 0.25)
+    eta = rng.uniform(eta_range[0], eta_range[1], n) * (rng.random(n) >= ETA_ZERO_SHARE)
     return beta, eta
+
+
+def consistency_row_count(batch_size: int, preferred_share: float, fraction: float) -> int:
+    """The fixed number of L_consistency rows per step: ``fraction`` of the expected number of eligible rows
+    (preferred images with η > 0)."""
+    return max(1, round(fraction * batch_size * preferred_share * (1 - ETA_ZERO_SHARE)))
 
 
 def run(cfg: GuidanceTrainConfig) -> bool:
@@ -153,19 +170,44 @@ def run(cfg: GuidanceTrainConfig) -> bool:
                           eta_range=tuple(cfg.eta_range))
     objective = Objective(network, pipe.unet, pipe.scheduler.alphas_cumprod,
                           preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor)
-    opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    # One step as a replayed CUDA graph (training/graphed_step.py) on a single CUDA process: the eager step of this
+    # small network is bound by kernel launches. Not under DDP (its gradient hooks) or fp16 (the loss scaler).
+    graphed = (cfg.cuda_graph and device.type == "cuda" and accelerator.num_processes == 1
+               and accelerator.mixed_precision != "fp16")
+    if graphed:
+        opt = capturable_adamw(network.parameters(), cfg.lr, 1e-4, device)
+    else:
+        opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)
     objective, opt = accelerator.prepare(objective, opt)
     progress = Progress(cfg.work)
     if (cfg.work / "state").exists():
         accelerator.load_state(cfg.work / "state")
     n_train = len(pipe.scheduler.alphas_cumprod)
     preferred = data["preferred"].cpu().numpy()  # rows for L_consistency are chosen on the host
+    k_rows = consistency_row_count(cfg.batch_size, float(preferred.mean()), cfg.consistency_fraction)
     pipe.scheduler.set_timesteps(preset.steps if preset else 1)
     sampler_t = pipe.scheduler.timesteps.long().cpu().numpy()  # where the guided sampler will ask for ∇log h
+    trainable = [p for p in objective.parameters() if p.requires_grad]
+
+    def train_step(readout: bool, **batch):
+        """Loss, backward, clipping and update; no host synchronisation (it may be captured as a CUDA graph)."""
+        cached = None
+        if "c_xt" in batch:
+            cached = {"x_t": batch.pop("c_xt"), "t": batch.pop("c_t"), "residual": batch.pop("c_residual")}
+        loss, l_g, l_c = objective(batch["x0"], batch["prompt_embeds"], batch["text_embeds"], batch["rewards"],
+                                   batch["t"], batch["noise"], batch["beta"], batch["eta"], batch["rows"],
+                                   cached=cached, readout=readout, row_weights=batch["row_weights"])
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        return loss.detach(), l_g, l_c
+
+    step_runner = GraphedStep(train_step, trainable, opt) if graphed else None
     start = progress.data["step"]
     if accelerator.is_main_process:
         print(f"guidance: {n} cached images, reward mean {r_mean:.3f} std {r_std:.3f}, "
-              f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, from step {start}")
+              f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, from step {start}, "
+              f"{k_rows} consistency rows per step, {'CUDA graph' if graphed else 'eager'}")
     bar = tqdm(total=cfg.steps, initial=start, desc="guidance", disable=not accelerator.is_main_process)
     step, finished = start, True
     for step in range(start + 1, cfg.steps + 1):
@@ -180,39 +222,40 @@ def run(cfg: GuidanceTrainConfig) -> bool:
             t = np.where(rng.random(cfg.batch_size) < cfg.focus, rng.choice(sampler_t, cfg.batch_size), t)
         if readout:
             t = rng.integers(0, cfg.readout_t_max, cfg.batch_size)
-        t = torch.from_numpy(t).to(device)
         x0 = data["latents"][idx].float()
         noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).to(device)
-        keep = rng.random(cfg.batch_size) < cfg.consistency_fraction
-        rows_host = np.flatnonzero(preferred[idx_host] & (eta > 0) & keep & (not readout))
-        rows = torch.from_numpy(rows_host).to(device)
-        cached = None
+        rows_host, weights_host = consistency_rows(preferred[idx_host] & (eta > 0), k_rows, rng)
+        weights_host = weights_host * (not readout)
+        batch = dict(x0=x0, prompt_embeds=data["prompt_embeds"][idx].float(),
+                     text_embeds=data["text_embeds"][idx].float(), rewards=data["rewards"][idx],
+                     t=torch.from_numpy(t).to(device), noise=noise, beta=torch.from_numpy(beta).float().to(device),
+                     eta=torch.from_numpy(eta).float().to(device), rows=torch.from_numpy(rows_host).to(device),
+                     row_weights=torch.from_numpy(weights_host).float().to(device))
         if cfg.consistency_source == "cache":
             at = (torch.from_numpy(idx_host[rows_host]).to(device),
                   torch.from_numpy(rng.integers(0, data["c_t"].shape[1], len(rows_host))).to(device))
-            cached = {"x_t": data["c_xt"][at], "t": data["c_t"][at], "residual": data["c_residual"][at]}
-        lr = cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss, l_g, l_c = objective(x0, data["prompt_embeds"][idx].float(), data["text_embeds"][idx].float(),
-                                   data["rewards"][idx], t, noise, torch.from_numpy(beta).float().to(device),
-                                   torch.from_numpy(eta).float().to(device), rows, 1.0 / cfg.consistency_fraction,
-                                   cached, readout)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
-                                     "--beta-range, then resume (the last saved state is intact)")
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(objective.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        bar.update(1)
-        if readout:
-            bar.set_postfix(readout=f"{l_g.item():.3f}")
+            batch.update(c_xt=data["c_xt"][at], c_t=data["c_t"][at], c_residual=data["c_residual"][at])
+        set_lr(opt, cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        if step_runner is not None:
+            loss, l_g, l_c = step_runner(readout, **batch)
         else:
-            bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
-        if time.time() > deadline:
-            accelerator.set_trigger()
-        pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang
+            loss, l_g, l_c = train_step(readout, **batch)
+            opt.zero_grad(set_to_none=True)
+        bar.update(1)
+        pause = time.time() > deadline
+        if accelerator.num_processes > 1:
+            if pause:
+                accelerator.set_trigger()
+            pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang
+        saving = step % cfg.save_every == 0 or pause or step == cfg.steps
+        if saving or step % LOG_EVERY == 0 or step_runner is None:  # reading the loss waits for the GPU
+            if not torch.isfinite(loss):  # checked before every save: the saved state is always finite
+                raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
+                                         "--beta-range, then resume (the last saved state is intact)")
+            if readout:
+                bar.set_postfix(readout=f"{l_g.item():.3f}")
+            else:
+                bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
         if step % cfg.save_every == 0 or pause:
             accelerator.save_state(cfg.work / "state")
             if accelerator.is_main_process:

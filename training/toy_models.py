@@ -341,6 +341,7 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
     accelerator.register_for_checkpointing(ema)
     if (folder / "state").exists():
         accelerator.load_state(folder / "state")
+        ema.to(accelerator.device)  # the loaded EMA weights arrive on the CPU
     data.encode(vae)
     ddpm = DDPMScheduler.from_config(pipe.scheduler.config) if cfg.preset == "toy-sdxl" else None
     if ddpm is not None:

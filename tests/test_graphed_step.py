@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alignment.guidance_network import GuidanceNetwork
-from training.graphed_step import GraphedStep, capturable_adamw, consistency_rows, set_lr
+from training.graphed_step import GraphedStep, capturable_adamw, consistency_rows, place_lr, set_lr
 from training.guidance import consistency_row_count
 
 
@@ -50,6 +50,20 @@ def test_set_lr_fills_a_tensor_learning_rate_in_place():
     plain = torch.optim.AdamW([p], lr=1e-3)
     set_lr(plain, 0.5)
     assert plain.param_groups[0]["lr"] == 0.5
+
+
+def test_a_resumed_tensor_learning_rate_goes_back_to_the_parameters_device(tmp_path):
+    """load_state_dict restores a tensor lr as saved or as mapped (accelerate maps to the CPU); place_lr puts it
+    back beside the parameters (here the parameters stand on "meta" for a GPU)."""
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = capturable_adamw([p], 1e-3, 0.0, torch.device("cpu"))
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    resumed = torch.optim.AdamW([meta], lr=1e-3, capturable=True)
+    resumed.load_state_dict(torch.load(tmp_path / "opt.pt", map_location="cpu"))
+    assert resumed.param_groups[0]["lr"].device.type == "cpu"
+    place_lr(resumed)
+    assert resumed.param_groups[0]["lr"].device.type == "meta"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device (run on the GPU machine)")

@@ -36,6 +36,15 @@ def set_lr(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def place_lr(optimizer) -> None:
+    """Each group's tensor learning rate on its parameters' device. ``load_state_dict`` (a resumed run) brings it
+    back wherever the checkpoint was loaded (the CPU, under accelerate), and a capture cannot read host memory."""
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        if torch.is_tensor(group["lr"]) and group["lr"].device != device:
+            group["lr"] = group["lr"].to(device)
+
+
 def consistency_rows(eligible: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Exactly ``k`` row indices and weights whose weighted sum estimates a sum over the ``eligible`` rows without
     bias: ``k`` of the ``m`` eligible rows drawn without replacement, each weighted ``m / k``; when ``m < k``, all
@@ -91,6 +100,7 @@ class GraphedStep:
                     value.copy_(before[name]) if before is not None else value.zero_()
 
     def _capture(self, key, inputs: dict[str, torch.Tensor]):
+        place_lr(self.optimizer)
         static = {name: value.clone() for name, value in inputs.items()}
         snapshot = self._snapshot()
         side = torch.cuda.Stream()

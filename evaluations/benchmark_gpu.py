@@ -485,7 +485,8 @@ def render(report: dict) -> str:
                       f"{2 * r['epoch_pairs']:,} images of a {r['epoch_pairs']:,}-pair epoch. One DPO epoch: "
                       f"{r['dpo_epoch_gpu_hours']:.2f} GPU-hours"
                       + (f", {r['dpo_epoch_gpu_hours'] + r['dpo_encoding_epoch_gpu_hours']:.2f} with the VAE and "
-                         f"text encoding its trainer needs too ({r['encode_seconds_per_image'] * 1e3:.1f} ms per image)."
+                         f"text encoding its trainer needs too ({r['encode_seconds_per_image'] * 1e3:.1f} ms per "
+                         "image)."
                          if "encode_seconds_per_image" in r else ".")
                       + (f" The cached L_consistency targets (K = {r['consistency_draws']} per preferred image) add "
                          f"{r['targets_seconds_per_image'] * 1e3:.1f} ms per image, {r['targets_epoch_gpu_hours']:.2f} "

@@ -55,7 +55,7 @@ class GuidanceTrainConfig:
     max_minutes: float = 1e9
     save_every: int = 1000
     init_from: Path | None = None  # an exported network to continue from (fresh optimiser) when --work is new
-    consistency_fraction: float = 1.0  # share of the preferred rows whose L_consistency (one UNet call each) is computed
+    consistency_fraction: float = 1.0  # L_consistency rows per step (one UNet call each), as a share of the eligible
     focus: float = 0.0  # share of the rows whose t is one of the sampler's own timesteps (the rest: uniform)
     consistency_source: str = "unet"  # "unet": call the frozen UNet; "cache": the data step's cached targets
     readout_steps: int = 0  # the run's first steps regress β·log h onto r at small t (a warm start, see Objective)
@@ -87,8 +87,8 @@ class Objective(torch.nn.Module):
         (indices chosen on the host, e.g. the preferred images with η > 0: no GPU sync, no data-dependent
         shapes), each weighted by its η and by ``row_weights`` (one per row, from ``consistency_rows``: m/k when k
         of m eligible rows are kept, 0 for padding) or else by ``consistency_scale`` (1/f when a random share f of
-        the eligible rows is kept), so the expected loss is unchanged, and summed over B. With ``cached`` (``x_t``, ``t`` and
-        ``residual`` = ε_θ(x_t) − ε of those rows, from the data step) the UNet is not called at all."""
+        the eligible rows is kept), so the expected loss is unchanged, and summed over B. With ``cached``
+        (``x_t``, ``t`` and ``residual`` = ε_θ(x_t) − ε of those rows, from the data step) the UNet is not called."""
         alpha_t, sigma_t = vp_coefficients(self.alphas_cumprod, t)
         x_t = noised(x0, noise, alpha_t, sigma_t)
         if readout:

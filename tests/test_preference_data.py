@@ -65,6 +65,30 @@ def test_toy_pairs_builder(tmp_path):
     assert [p.caption for p in iter_pairs(path)] == [r["caption"] for r in rows]
 
 
+def test_detail_pairs_separate_sharpness_from_fidelity():
+    """Detail pairs are renders of the caption's scene: either the same scene up to blur and noise, or a soft
+    faithful render against a sharp, clean mistake; a share of 1 makes only those, without running a model."""
+    from toyworld import taste
+    from toyworld.oracle import analyse
+    from training.toy_preferences import make_toy_pairs
+
+    rows = make_toy_pairs(40, seed=3, device="cpu", detail_share=1.0)
+    assert {(r["model_0"], r["model_1"]) for r in rows} == {("render-detail", "render-detail")}
+    same_fidelity = sharp_mistakes = 0
+    for r in rows:
+        t0, t1 = taste(r["image_0"], r["caption"]), taste(r["image_1"], r["caption"])
+        if t0.fidelity == t1.fidelity:
+            same_fidelity += 1
+        else:
+            faithful, mistake = ((r["image_0"], r["image_1"]) if t0.fidelity > t1.fidelity
+                                 else (r["image_1"], r["image_0"]))
+            sharp_mistakes += analyse(mistake).sharpness >= analyse(faithful).sharpness
+    assert same_fidelity >= 10 and len(rows) - same_fidelity >= 10
+    assert sharp_mistakes >= 0.8 * (len(rows) - same_fidelity)  # the mistake is the sharper image
+    with pytest.raises(ValueError, match="detail_share"):
+        make_toy_pairs(2, detail_share=1.5)
+
+
 def test_hub_source_without_datasets_says_what_to_install(monkeypatch):
     import builtins
 

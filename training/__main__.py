@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     prefs.add_argument("--temperature", type=float, default=1.0, help="Bradley-Terry temperature on the taste")
 
     prefs.add_argument("--split", choices=("train", "heldout"), default="train", help="caption split")
+    prefs.add_argument("--detail-share", type=float, default=0.0,
+                       help="share of detail pairs (renders differing in blur and noise, or a soft faithful render "
+                            "against a sharp mistake) that keep a reward from taking sharpness for fidelity")
     prefs.add_argument("--device", default=None)
 
     pick = sub.add_parser("toy-pickscore", help="train (or resume) the toy PickScore reward")
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         from .toy_preferences import build
 
         path = build(args.captions, args.out, seed=args.seed, temperature=args.temperature, split=args.split,
-                     device=args.device)
+                     device=args.device, detail_share=args.detail_share)
         report = LoadReport()
         for _ in iter_pairs(path, report=report):
             pass

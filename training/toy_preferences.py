@@ -4,6 +4,12 @@
 Pairs mix three sources so a reward sees the whole range: toy-sdxl vs toy-sd3 samples, two toy-sdxl samples
 (different seeds), and two renders of the caption's scene with re-drawn size, position, contrast, blur and noise.
 Captions come from the training split by default; ``split="heldout"`` makes the held-out evaluation pairs.
+
+``detail_share`` > 0 replaces that share of the pairs with *detail pairs*: renders of one scene that differ only in
+blur and noise, or a soft (blurred or noisy) faithful render against a sharp, clean mistake (wrong shape, colour or
+background). In model samples the sharper image is mostly the faithful one, and a reward trained on them learns
+sharpness as a stand-in for fidelity (evaluations/results/reward_and_guidance_notes.md, session 7); these pairs
+separate the two. They are labelled by the taste like every other pair.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from toyworld import caption_for, render, sample_scene, taste
 from .preference_data import bradley_terry_labels, write_pickapic
 
 SOURCES = (("toy-sdxl", "toy-sd3"), ("toy-sdxl", "toy-sdxl"), ("render", "render"))
+DETAIL = ("render-detail", "render-detail")
 
 
 def _varied_render(scene, rng) -> Image.Image:
@@ -37,29 +44,58 @@ def _varied_render(scene, rng) -> Image.Image:
     return Image.fromarray(render(varied))
 
 
+def _detail_pair(scene, rng) -> tuple[Image.Image, Image.Image]:
+    """Two renders of ``scene`` that differ in detail: half the time only in blur and noise, otherwise a soft
+    faithful render against a sharp, clean one with one attribute wrong."""
+    def redrawn():
+        other = sample_scene(rng, split="all")
+        return dataclasses.replace(scene, blur=other.blur, noise=other.noise, noise_seed=other.noise_seed)
+
+    if rng.random() < 0.5:
+        return Image.fromarray(render(redrawn())), Image.fromarray(render(redrawn()))
+    soft = dataclasses.replace(scene, blur=max(scene.blur, rng.uniform(1.0, 2.5)),
+                               noise=max(scene.noise, rng.uniform(0.0, 0.12)))
+    other = sample_scene(rng, split="all")
+    wrong = {"shape": other.shape} if other.shape != scene.shape else {}
+    if not wrong or rng.random() < 0.3:
+        wrong = ({"colour": other.colour} if other.colour not in (scene.colour, scene.background)
+                 else {"background": other.background} if other.background not in (scene.background, scene.colour)
+                 else wrong)
+    sharp = dataclasses.replace(scene, blur=0.0, noise=0.0, **wrong)
+    return Image.fromarray(render(soft)), Image.fromarray(render(sharp))
+
+
 def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, device: str | None = None,
-                   split: str = "train", batch: int = 128) -> list[dict]:
-    """Pair ``i`` takes its source from ``SOURCES[i % 3]``; model samples are drawn in batches of ``batch``
-    captions (one seed per batch and side)."""
+                   split: str = "train", batch: int = 128, detail_share: float = 0.0) -> list[dict]:
+    """Pair ``i`` takes its source from ``SOURCES[i % 3]``, or is a detail pair (a random ``detail_share`` of
+    them); model samples are drawn in batches of ``batch`` captions (one seed per batch and side)."""
+    if not 0 <= detail_share <= 1:
+        raise ValueError(f"detail_share must be in [0, 1], got {detail_share}")
     rng = np.random.default_rng((seed, 7))
     scenes = [sample_scene(rng, split=split) for _ in range(n_captions)]
     captions = [caption_for(s, rng) for s in scenes]
-    pipes = {name: load_pipeline(name, device=device) for name in ("toy-sdxl", "toy-sd3")}
+    detail = set(np.flatnonzero(np.random.default_rng((seed, 8)).random(n_captions) < detail_share).tolist())
+    pipes: dict = {}  # loaded when a pair needs model samples
     images: dict[int, tuple[Image.Image, Image.Image]] = {}
     for kind in (0, 1):
-        members = [i for i in range(n_captions) if i % 3 == kind]
+        members = [i for i in range(n_captions) if i % 3 == kind and i not in detail]
         for start in tqdm(range(0, len(members), batch), desc=f"pairs {SOURCES[kind]}"):
             chunk = members[start : start + batch]
             sides = []
             for side, name in enumerate(SOURCES[kind]):
+                if name not in pipes:
+                    pipes[name] = load_pipeline(name, device=device)
                 pipe, preset = pipes[name]
                 sides.append(generate(pipe, [captions[i] for i in chunk], preset=preset,
                                       seed=(seed * 1_000_003 + start) * 2 + side).images)
             images.update({i: (a, b) for i, a, b in zip(chunk, *sides)})
     rows = []
     for i, (scene, caption) in enumerate(zip(scenes, captions)):
-        a, b = images[i] if i in images else (_varied_render(scene, rng), _varied_render(scene, rng))
-        models = SOURCES[i % 3]
+        if i in detail:
+            (a, b), models = _detail_pair(scene, rng), DETAIL
+        else:
+            a, b = images[i] if i in images else (_varied_render(scene, rng), _varied_render(scene, rng))
+            models = SOURCES[i % 3]
         label_0, label_1 = bradley_terry_labels(taste(a, caption).score, taste(b, caption).score, rng, temperature)
         if rng.random() < 0.5:  # no side bias
             a, b, models, (label_0, label_1) = b, a, models[::-1], (label_1, label_0)
@@ -69,5 +105,6 @@ def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, dev
 
 
 def build(n_captions: int, out, seed: int = 0, temperature: float = 1.0, split: str = "train",
-          device: str | None = None):
-    return write_pickapic(make_toy_pairs(n_captions, seed, temperature, device=device, split=split), out)
+          device: str | None = None, detail_share: float = 0.0):
+    return write_pickapic(make_toy_pairs(n_captions, seed, temperature, device=device, split=split,
+                                         detail_share=detail_share), out)

@@ -105,7 +105,7 @@ def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path, monkey
     assert exported.tokenizer("a red star").input_ids == original.tokenizer("a red star").input_ids
 
 
-def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path):
+def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path, monkeypatch):
     """Both stages of the toy reward's training on a few pairs: a paused run resumes where it stopped, and the
     export scores through the very reward code the studio uses."""
     from alignment.rewards import load_reward
@@ -129,3 +129,13 @@ def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path):
     reward = load_reward("toy-pickscore", source=str(tmp_path / "export"))
     scores = reward.score([rows[0]["image_0"], rows[0]["image_1"]], [rows[0]["caption"]] * 2)
     assert scores.shape == (2,) and torch.isfinite(scores).all()
+    # continuing from the export (a fresh work folder, no pretraining, no open_clip): zero steps change nothing
+    import transformers
+
+    monkeypatch.setattr("training.toy_pickscore.save_slim_clip_tokenizer", None)  # must not be needed
+    again = PickScoreTrainConfig(work=tmp_path / "work2", pairs=pairs, export=tmp_path / "export2",
+                                 pool_size=8, pretrain_steps=0, steps=0, batch_size=4, workers=1,
+                                 init_from=tmp_path / "export")
+    assert run_pickscore(again) is True
+    a, b = (transformers.CLIPModel.from_pretrained(tmp_path / d) for d in ("export", "export2"))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

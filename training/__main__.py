@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     pick.add_argument("--export", type=Path, default=None, help="where to save the CLIPModel + CLIPProcessor folder")
     pick.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz) for the contrastive stage")
     pick.add_argument("--pool-size", type=int, default=100_000)
+    pick.add_argument("--init-from", type=Path, default=None,
+                       help="continue from an exported toy-pickscore folder (fresh optimiser; e.g. --pretrain-steps 0)")
     pick.add_argument("--pretrain-steps", type=int, default=3000)
     pick.add_argument("--steps", type=int, default=3000)
     pick.add_argument("--batch-size", type=int, default=512)
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             work=args.work, pairs=args.pairs, export=args.export, pool=args.pool, pool_size=args.pool_size,
             pretrain_steps=args.pretrain_steps, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
             clip_weight=args.clip_weight, seed=args.seed, workers=args.workers, max_minutes=args.max_minutes,
-            save_every=args.save_every)
+            save_every=args.save_every, init_from=args.init_from)
         return 0 if run_pickscore(cfg) else 3
     if args.command == "guidance-cache":
         from .guidance_data import CacheConfig, build_cache

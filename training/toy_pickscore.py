@@ -49,11 +49,19 @@ def clip_config() -> CLIPConfig:
     )
 
 
-def new_processor(work: Path) -> CLIPProcessor:
-    """The laion CLIP tokenizer pads with "!"; images are already 64×64, so resize and crop are identities."""
+def new_processor(work: Path, source: Path | None = None) -> CLIPProcessor:
+    """The laion CLIP tokenizer pads with "!"; images are already 64×64, so resize and crop are identities. The
+    tokenizer files come from ``source`` (an exported toy-pickscore folder) when it has them, so no open_clip is
+    needed, else from open_clip's vocabulary."""
     folder = work / "tokenizer"
     if not (folder / "vocab.json").exists():
-        save_slim_clip_tokenizer(folder, pad_token="!")
+        if source is not None and (Path(source) / "vocab.json").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+                if (Path(source) / name).exists():
+                    shutil.copyfile(Path(source) / name, folder / name)  # a link is copied as the file it names
+        else:
+            save_slim_clip_tokenizer(folder, pad_token="!")
     images = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64},
                                 image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
     return CLIPProcessor(image_processor=images, tokenizer=CLIPTokenizer.from_pretrained(folder))
@@ -75,6 +83,7 @@ class PickScoreTrainConfig:
     workers: int = 8
     max_minutes: float = 1e9
     save_every: int = 500
+    init_from: Path | None = None  # an exported toy-pickscore folder to continue from (fresh optimiser)
 
 
 class PairSet:
@@ -138,8 +147,9 @@ def run(cfg: PickScoreTrainConfig) -> bool:
     set_seed(cfg.seed)
     accelerator = _accelerator()
     device = accelerator.device
-    processor = new_processor(cfg.work)
-    model = CLIPModel(clip_config())
+    processor = new_processor(cfg.work, cfg.init_from)
+    model = (CLIPModel.from_pretrained(cfg.init_from, dtype=torch.float32) if cfg.init_from is not None
+             else CLIPModel(clip_config()))
     scorer = Scorer(model)
     opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.lr, weight_decay=0.05)
     scorer, opt = accelerator.prepare(scorer, opt)

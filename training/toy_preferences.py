@@ -55,12 +55,13 @@ def _detail_pair(scene, rng) -> tuple[Image.Image, Image.Image]:
         return Image.fromarray(render(redrawn())), Image.fromarray(render(redrawn()))
     soft = dataclasses.replace(scene, blur=max(scene.blur, rng.uniform(1.0, 2.5)),
                                noise=max(scene.noise, rng.uniform(0.0, 0.12)))
-    other = sample_scene(rng, split="all")
-    wrong = {"shape": other.shape} if other.shape != scene.shape else {}
-    if not wrong or rng.random() < 0.3:
-        wrong = ({"colour": other.colour} if other.colour not in (scene.colour, scene.background)
-                 else {"background": other.background} if other.background not in (scene.background, scene.colour)
-                 else wrong)
+    other = sample_scene(rng, split="all")  # one attribute wrong: the shape, the colour or the background
+    options = [dict(shape=other.shape)] if other.shape != scene.shape else []
+    if other.colour not in (scene.colour, scene.background):
+        options.append(dict(colour=other.colour))
+    if other.background not in (scene.background, scene.colour):
+        options.append(dict(background=other.background))
+    wrong = options[rng.integers(len(options))] if options else {}
     sharp = dataclasses.replace(scene, blur=0.0, noise=0.0, **wrong)
     return Image.fromarray(render(soft)), Image.fromarray(render(sharp))
 

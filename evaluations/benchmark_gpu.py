@@ -268,16 +268,19 @@ def bench_training(args) -> dict:
     opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batches = {}
 
-    def guidance_step(seed, fraction, gpairs, from_cache=False, dry=False):
+    def batch_for(gpairs):
+        """The cached tensors of a batch of ``gpairs`` pairs (both images of each), made once."""
         images = 2 * gpairs
         if gpairs not in batches:
             batches[gpairs] = dict(x0=randn(images, *latent), prompt_embeds=randn(images, *text).to(dtype),
                                    text_embeds=randn(images, pooled).to(dtype), rewards=randn(images) + 20,
                                    c_xt=randn(images, *latent).half(), c_residual=randn(images, *latent).half(),
                                    c_t=torch.randint(0, n_train, (images,), device=dev))
-        if dry:
-            return
-        batch = batches[gpairs]
+        return batches[gpairs]
+
+    def guidance_step(seed, fraction, gpairs, from_cache=False):
+        images = 2 * gpairs
+        batch = batch_for(gpairs)
         rng = np.random.default_rng(seed)
         eta_host = rng.uniform(0, 2, images) * (rng.random(images) >= 0.25)
         rows = np.flatnonzero((np.arange(images) % 2 == 0) & (eta_host > 0) & (rng.random(images) < fraction))
@@ -313,8 +316,7 @@ def bench_training(args) -> dict:
 
     def graphed_step(seed, gpairs):
         images = 2 * gpairs
-        guidance_step(seed, 1.0, gpairs, from_cache=True, dry=True)  # the same batch tensors, made if missing
-        batch = batches[gpairs]
+        batch = batch_for(gpairs)
         rng = np.random.default_rng(seed)
         beta_h, eta_h = draw_conditions(rng, images, (0.05, 5.0), (0.0, 2.0))
         k = consistency_row_count(images, 0.5, 1.0)

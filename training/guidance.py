@@ -247,8 +247,8 @@ def run(cfg: GuidanceTrainConfig) -> bool:
             if pause:
                 accelerator.set_trigger()
             pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang
-        saving = step % cfg.save_every == 0 or pause or step == cfg.steps
-        if saving or step % LOG_EVERY == 0 or step_runner is None:  # reading the loss waits for the GPU
+        save = step % cfg.save_every == 0 or pause
+        if save or step == cfg.steps or step % LOG_EVERY == 0 or step_runner is None:  # a read waits for the GPU
             if not torch.isfinite(loss):  # checked before every save: the saved state is always finite
                 raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
                                          "--beta-range, then resume (the last saved state is intact)")
@@ -256,7 +256,7 @@ def run(cfg: GuidanceTrainConfig) -> bool:
                 bar.set_postfix(readout=f"{l_g.item():.3f}")
             else:
                 bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
-        if step % cfg.save_every == 0 or pause:
+        if save:
             accelerator.save_state(cfg.work / "state")
             if accelerator.is_main_process:
                 progress.save(step=step)

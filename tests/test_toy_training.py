@@ -139,3 +139,18 @@ def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path, monkeypatch):
     assert run_pickscore(again) is True
     a, b = (transformers.CLIPModel.from_pretrained(tmp_path / d) for d in ("export", "export2"))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # the continuation says where it started, and its config says fp16 throughout (it was loaded in fp32)
+    assert json.loads((tmp_path / "export2" / "training.json").read_text())["init_from"] == str(tmp_path / "export")
+    config = json.loads((tmp_path / "export2" / "config.json").read_text())
+    assert {config["dtype"], config["text_config"]["dtype"], config["vision_config"]["dtype"]} == {"float16"}
+
+
+def test_flow_times_mix_uniform_sigmas_into_the_logit_normal():
+    """``--uniform-time-share``: 0 keeps SD3's logit-normal (1.4 % of its mass below 0.1); 1 is uniform (10 %)."""
+    from training.toy_models import flow_times
+
+    torch.manual_seed(0)
+    for share, below in ((0.0, 0.014), (0.5, 0.057), (1.0, 0.1)):
+        s = flow_times(200_000, share, "cpu")
+        assert 0 < s.min() and s.max() < 1
+        assert abs((s < 0.1).float().mean().item() - below) < 0.004, share

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--pool-size", type=int, default=200_000)
     base.add_argument("--time-shift", type=float, default=1.0,
                       help="flow presets: train on shifted sigmas k*s/(1+(k-1)*s), as the sampler's shift visits them")
+    base.add_argument("--uniform-time-share", type=float, default=0.0,
+                      help="flow presets: share of each batch whose sigma is drawn uniformly instead of logit-normal")
     base.add_argument("--anneal", action="store_true", help="cosine-decay the learning rate to 0 over this run")
 
     pool = sub.add_parser("toy-pool", help="render the training pool once, for toy-base --pool")
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             vae_steps=args.vae_steps, steps=args.steps, batch_size=args.batch_size, lr=args.lr, vae_lr=args.vae_lr,
             workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed,
             pool=args.pool, pool_size=args.pool_size, time_shift=args.time_shift, anneal=args.anneal,
+            uniform_time_share=args.uniform_time_share,
             fresh_denoiser=args.fresh_denoiser,
         )
         run(cfg)

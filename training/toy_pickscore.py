@@ -207,7 +207,9 @@ def run(cfg: PickScoreTrainConfig) -> bool:
         accelerator.save_state(cfg.work / "state")
         progress.save(step=step, done=True)
     if cfg.export is not None and accelerator.is_main_process:  # a paused run exports too, marked unfinished
-        export(accelerator.unwrap_model(scorer).model, processor, cfg.export, cfg.work, step=step, finished=finished)
+        source = {} if cfg.init_from is None else {"init_from": str(cfg.init_from)}
+        export(accelerator.unwrap_model(scorer).model, processor, cfg.export, cfg.work, step=step, finished=finished,
+               **source)
     print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
     return finished
 
@@ -216,7 +218,10 @@ def export(model: CLIPModel, processor: CLIPProcessor, dest: Path, work: Path, *
     """fp16 safetensors + the processor, with the slim tokenizer (vocab.json + merges.txt, as on the hub)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    model.to("cpu", torch.float16).save_pretrained(dest, safe_serialization=True)
+    model.to("cpu", torch.float16)
+    for sub in (model.config.text_config, model.config.vision_config):  # a model loaded in fp32 keeps fp32 there
+        sub.dtype = torch.float16
+    model.save_pretrained(dest, safe_serialization=True)
     processor.save_pretrained(dest)
     for name in ("tokenizer.json",):
         (dest / name).unlink(missing_ok=True)

@@ -154,3 +154,5 @@ def test_flow_times_mix_uniform_sigmas_into_the_logit_normal():
         s = flow_times(200_000, share, "cpu")
         assert 0 < s.min() and s.max() < 1
         assert abs((s < 0.1).float().mean().item() - below) < 0.004, share
+    with pytest.raises(ValueError, match="uniform-time-share"):
+        ToyTrainConfig(preset="toy-sd3", work=Path("unused"), uniform_time_share=1.5)

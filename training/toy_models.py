@@ -68,6 +68,10 @@ class ToyTrainConfig:
     uniform_time_share: float = 0.0  # flow only: this share of each batch draws s ~ U(0, 1) instead of logit-normal
     anneal: bool = False  # cosine-decay the learning rate to 0 over this run's steps (a final polishing call)
 
+    def __post_init__(self):
+        if not 0.0 <= self.uniform_time_share <= 1.0:
+            raise ValueError(f"--uniform-time-share must lie in [0, 1], got {self.uniform_time_share}")
+
 
 def _render_item(args: tuple[int, int]) -> tuple[np.ndarray, str]:
     seed, index = args
@@ -326,8 +330,9 @@ def latent_stats(vae, data: ScenePool, preset: str, n: int = 4096) -> dict:
 
 
 def flow_times(n: int, uniform_share: float, device) -> torch.Tensor:
-    """SD3's logit-normal sigmas, with a share ``uniform_share`` of them drawn uniformly on (0, 1) instead: the
-    logit-normal puts 1.4 % of its mass below s = 0.1, where a few-step sampler's last steps need fine denoising."""
+    """SD3's logit-normal sigmas, with a share ``uniform_share`` of them drawn uniformly on (0, 1) instead (the
+    logit-normal puts 1.4 % of its mass below 0.1). On toy-sd3 it did not raise prompt fidelity (session 8 of
+    evaluations/results/base_quality_notes.md)."""
     s = torch.sigmoid(torch.randn(n, device=device))
     uniform = torch.rand(n, device=device) < uniform_share
     return torch.where(uniform, torch.rand(n, device=device), s)

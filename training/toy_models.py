@@ -334,6 +334,8 @@ def flow_times(n: int, uniform_share: float, device) -> torch.Tensor:
     logit-normal puts 1.4 % of its mass below 0.1). On toy-sd3 it did not raise prompt fidelity (session 8 of
     evaluations/results/base_quality_notes.md)."""
     s = torch.sigmoid(torch.randn(n, device=device))
+    if uniform_share == 0:
+        return s  # the default draws exactly what it drew before the option existed
     uniform = torch.rand(n, device=device) < uniform_share
     return torch.where(uniform, torch.rand(n, device=device), s)
 

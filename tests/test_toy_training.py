@@ -156,3 +156,56 @@ def test_flow_times_mix_uniform_sigmas_into_the_logit_normal():
         assert abs((s < 0.1).float().mean().item() - below) < 0.004, share
     with pytest.raises(ValueError, match="uniform-time-share"):
         ToyTrainConfig(preset="toy-sd3", work=Path("unused"), uniform_time_share=1.5)
+
+
+def test_flow_times_logit_mean_moves_the_sigmas_toward_noise():
+    """``--logit-mean m``: the sigmas' median is sigmoid(m) (0.5 for SD3's m = 0, 0.82 at the m = 1.5 that trained
+    the shipped toy-sd3's last steps)."""
+    from training.toy_models import flow_times
+
+    torch.manual_seed(0)
+    for mean in (0.0, 1.0, 1.5):
+        s = flow_times(100_000, 0.0, "cpu", mean)
+        assert abs(s.median().item() - torch.sigmoid(torch.tensor(mean)).item()) < 0.005, mean
+
+
+def test_adaln_zero_starts_every_block_as_the_identity():
+    """DiT's adaLN-Zero: every modulation is 0, so each joint block passes its image tokens through unchanged and
+    the model's first output is 0; the output projection still gets a gradient, so training starts."""
+    from training import toy_configs
+
+    torch.manual_seed(0)
+    model = toy_configs.adaln_zero_(toy_configs.transformer())
+    x = torch.randn(2, 16, 16, 16)
+    kwargs = dict(timestep=torch.tensor([300.0, 900.0]), encoder_hidden_states=torch.randn(2, 7, 64),
+                  pooled_projections=torch.randn(2, 64))
+    tokens = model.pos_embed(x)
+    temb = model.time_text_embed(kwargs["timestep"], kwargs["pooled_projections"])
+    context = model.context_embedder(kwargs["encoder_hidden_states"])
+    _, out = model.transformer_blocks[0](hidden_states=tokens, encoder_hidden_states=context, temb=temb)
+    assert torch.equal(out, tokens)
+    pred = model(hidden_states=x, **kwargs).sample
+    assert torch.equal(pred, torch.zeros_like(pred))
+    (pred - x).pow(2).mean().backward()
+    assert model.proj_out.weight.grad.abs().sum() > 0
+    # the default initialisation (what loading trained weights needs) is left alone by toy_configs.transformer()
+    assert toy_configs.transformer().proj_out.weight.abs().sum() > 0
+
+
+def test_adaln_zero_applies_to_a_fresh_toy_sd3_transformer_only(tmp_path, monkeypatch):
+    """``--adaln-zero`` initialises the new transformer of ``--fresh-denoiser`` (one step later the modulations,
+    whose gradient is still 0, are exactly 0 in the export); anywhere else it is refused before anything runs."""
+    from training import toy_models
+
+    monkeypatch.setattr(toy_models, "save_slim_clip_tokenizer", None)  # the tokenizers come from init_from
+    for bad in (dict(preset="toy-sd3"), dict(preset="toy-sdxl", fresh_denoiser=True)):
+        with pytest.raises(ValueError, match="adaln-zero"):
+            ToyTrainConfig(work=tmp_path / "unused", adaln_zero=True, **bad)
+    cfg = ToyTrainConfig(preset="toy-sd3", work=tmp_path / "work", export=tmp_path / "export", steps=1, batch_size=2,
+                         pool=tmp_path / "pool.npz", pool_size=4, workers=1, init_from=ROOT / "checkpoints" / "toy-sd3",
+                         fresh_denoiser=True, adaln_zero=True, logit_mean=1.5)
+    assert run(cfg) is True
+    exported = load_pipeline_for_training("toy-sd3", tmp_path / "export").transformer
+    assert torch.equal(exported.transformer_blocks[0].norm1.linear.weight, torch.zeros_like(
+        exported.transformer_blocks[0].norm1.linear.weight))
+    assert exported.proj_out.weight.abs().sum() > 0

@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="flow presets: train on shifted sigmas k*s/(1+(k-1)*s), as the sampler's shift visits them")
     base.add_argument("--uniform-time-share", type=float, default=0.0,
                       help="flow presets: share of each batch whose sigma is drawn uniformly instead of logit-normal")
+    base.add_argument("--logit-mean", type=float, default=0.0,
+                      help="flow only: mean of the logit-normal the sigmas are drawn from (SD3: 0)")
+    base.add_argument("--adaln-zero", action="store_true",
+                      help="with --fresh-denoiser on toy-sd3: DiT's adaLN-Zero initialisation of the new transformer")
     base.add_argument("--anneal", action="store_true", help="cosine-decay the learning rate to 0 over this run")
 
     pool = sub.add_parser("toy-pool", help="render the training pool once, for toy-base --pool")
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed,
             pool=args.pool, pool_size=args.pool_size, time_shift=args.time_shift, anneal=args.anneal,
             uniform_time_share=args.uniform_time_share,
-            fresh_denoiser=args.fresh_denoiser,
+            fresh_denoiser=args.fresh_denoiser, logit_mean=args.logit_mean, adaln_zero=args.adaln_zero,
         )
         run(cfg)
         return 0

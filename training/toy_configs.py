@@ -9,6 +9,7 @@ downsample by 4, so latents are 16x16.
 
 from __future__ import annotations
 
+import torch
 from diffusers import (
     AutoencoderKL,
     DPMSolverMultistepScheduler,
@@ -87,11 +88,11 @@ def unet() -> UNet2DConditionModel:
 
 
 def transformer() -> SD3Transformer2DModel:
-    """The toy-sd3 denoiser trained from now on (``toy-base --fresh-denoiser``). The shipped checkpoint is still the
-    width-128 one (its own config.json says so). Session 8 measured, from scratch on the same data: width 192 reaches
-    a lower training loss at fewer steps than width 128 (0.145 vs 0.192 at ~4.5 k steps) and trains at 11.5 it/s on
-    an H200 against 7.3 for the patch-1, 256-token variant of sessions 6-7 (evaluations/results/base_quality_notes.md).
-    6.4 M parameters: 12.9 MB in fp16, under the 16 MiB a weight file may have."""
+    """The toy-sd3 denoiser trained from now on (``toy-base --fresh-denoiser``); the shipped checkpoint's own
+    config.json says which one it is. Width 160 (5 heads of 32), 5 layers, patch 2: 4.5 M parameters, 9.0 MB in fp16,
+    the widest 5-layer model that keeps all checkpoints under 40 MB. Session 8 measured, from scratch on the same
+    data, that width (192 against 128) lowers the training loss at equal steps and trains faster than the patch-1,
+    256-token variant of sessions 6-7 (evaluations/results/base_quality_notes.md)."""
     return SD3Transformer2DModel(
         sample_size=LATENT_SIZE,
         patch_size=2,
@@ -99,13 +100,27 @@ def transformer() -> SD3Transformer2DModel:
         out_channels=16,
         num_layers=5,
         attention_head_dim=32,
-        num_attention_heads=6,
+        num_attention_heads=5,
         joint_attention_dim=CROSS_DIM,
-        caption_projection_dim=192,
+        caption_projection_dim=160,
         pooled_projection_dim=POOLED_DIM_SD3,
         pos_embed_max_size=LATENT_SIZE,
         qk_norm="rms_norm",
     )
+
+
+def adaln_zero_(transformer: SD3Transformer2DModel) -> SD3Transformer2DModel:
+    """DiT's adaLN-Zero initialisation, in place: every adaptive-norm modulation and the output projection start at
+    zero, so each block starts as the identity (its gates are 0) and the model's first output is 0. diffusers builds
+    the class with PyTorch's default initialisation, which is right for loading trained weights, not for training
+    from scratch (Peebles & Xie 2023, section 3.2)."""
+    for module in transformer.modules():
+        if module.__class__.__name__ in ("AdaLayerNormZero", "AdaLayerNormContinuous"):
+            torch.nn.init.zeros_(module.linear.weight)
+            torch.nn.init.zeros_(module.linear.bias)
+    torch.nn.init.zeros_(transformer.proj_out.weight)
+    torch.nn.init.zeros_(transformer.proj_out.bias)
+    return transformer
 
 
 def scheduler(preset: str):

@@ -66,11 +66,16 @@ class ToyTrainConfig:
     stats_samples: int = 4096  # images used to measure the latent scale and shift
     time_shift: float = 1.0  # flow only: train on s' = k s / (1 + (k-1) s), the shifted sigmas the sampler visits
     uniform_time_share: float = 0.0  # flow only: this share of each batch draws s ~ U(0, 1) instead of logit-normal
+    logit_mean: float = 0.0  # flow only: the logit-normal's mean (SD3: 0; > 0 trains more at high noise)
+    adaln_zero: bool = False  # with fresh_denoiser (toy-sd3): DiT's adaLN-Zero initialisation of the new transformer
     anneal: bool = False  # cosine-decay the learning rate to 0 over this run's steps (a final polishing call)
 
     def __post_init__(self):
         if not 0.0 <= self.uniform_time_share <= 1.0:
             raise ValueError(f"--uniform-time-share must lie in [0, 1], got {self.uniform_time_share}")
+        if self.adaln_zero and not (self.fresh_denoiser and self.preset == "toy-sd3"):
+            raise ValueError("--adaln-zero initialises a new toy-sd3 transformer: use it with --preset toy-sd3 "
+                             "--fresh-denoiser")
 
 
 def _render_item(args: tuple[int, int]) -> tuple[np.ndarray, str]:
@@ -329,11 +334,11 @@ def latent_stats(vae, data: ScenePool, preset: str, n: int = 4096) -> dict:
     return {"scaling_factor": float(1.0 / z.std())}
 
 
-def flow_times(n: int, uniform_share: float, device) -> torch.Tensor:
+def flow_times(n: int, uniform_share: float, device, mean: float = 0.0) -> torch.Tensor:
     """SD3's logit-normal sigmas, with a share ``uniform_share`` of them drawn uniformly on (0, 1) instead (the
     logit-normal puts 1.4 % of its mass below 0.1). On toy-sd3 it did not raise prompt fidelity (session 8 of
     evaluations/results/base_quality_notes.md)."""
-    s = torch.sigmoid(torch.randn(n, device=device))
+    s = torch.sigmoid(torch.randn(n, device=device) + mean)
     if uniform_share == 0:
         return s  # the default draws exactly what it drew before the option existed
     uniform = torch.rand(n, device=device) < uniform_share
@@ -386,7 +391,7 @@ def train_denoiser(cfg: ToyTrainConfig, pipe, data: ScenePool, deadline: float) 
                 pred = model(noisy, t, ids)
                 target = noise
             else:
-                s = flow_times(b, cfg.uniform_time_share, x0.device).view(b, 1, 1, 1)
+                s = flow_times(b, cfg.uniform_time_share, x0.device, cfg.logit_mean).view(b, 1, 1, 1)
                 k = cfg.time_shift
                 s = k * s / (1 + (k - 1) * s)
                 noisy = (1 - s) * x0 + s * noise
@@ -455,7 +460,10 @@ def run(cfg: ToyTrainConfig) -> bool:
         # a new denoiser from toy_configs (e.g. a changed architecture) on top of init_from's VAE and text encoders;
         # a resumed run loads its trained weights from the saved state
         name = "unet" if cfg.preset == "toy-sdxl" else "transformer"
-        pipe.register_modules(**{name: toy_configs.denoiser(cfg.preset)})
+        denoiser = toy_configs.denoiser(cfg.preset)
+        if cfg.adaln_zero:
+            toy_configs.adaln_zero_(denoiser)
+        pipe.register_modules(**{name: denoiser})
     device = _accelerator().device
     pipe.to(device, torch.float32)
     if cfg.pool is not None and cfg.pool.exists():

@@ -17,6 +17,7 @@ from diffusers import (
     SD3Transformer2DModel,
     UNet2DConditionModel,
 )
+from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 VOCAB_SIZE = 49408  # the real CLIP BPE vocabulary
@@ -115,7 +116,7 @@ def adaln_zero_(transformer: SD3Transformer2DModel) -> SD3Transformer2DModel:
     the class with PyTorch's default initialisation, which is right for loading trained weights, not for training
     from scratch (Peebles & Xie 2023, section 3.2)."""
     for module in transformer.modules():
-        if module.__class__.__name__ in ("AdaLayerNormZero", "AdaLayerNormContinuous"):
+        if isinstance(module, (AdaLayerNormZero, AdaLayerNormContinuous)):
             torch.nn.init.zeros_(module.linear.weight)
             torch.nn.init.zeros_(module.linear.bias)
     torch.nn.init.zeros_(transformer.proj_out.weight)

@@ -4,6 +4,7 @@
     python -m training link-vocabulary [--checkpoints checkpoints]   (after copying an export into checkpoints/)
     python -m training toy-pool --out runs/pool.npz --n 200000 --workers 16
     python -m training toy-base --preset toy-sdxl --work runs/toy-sdxl --pool runs/pool.npz --export checkpoints/toy-sdxl
+    python -m training toy-decoder --init-from checkpoints/toy-sdxl --work runs/dec --pool runs/pool.npz --export runs/dec-export
     python -m training toy-preferences --captions 30000 --out runs/toy-pickapic.parquet
     python -m training toy-pickscore --pairs runs/toy-pickapic.parquet --work runs/toy-pickscore --export checkpoints/toy-pickscore
     python -m training guidance-cache --pairs runs/toy-pickapic.parquet --out runs/guidance-cache --models toy-sdxl
@@ -54,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--adaln-zero", action="store_true",
                       help="with --fresh-denoiser on toy-sd3: DiT's adaLN-Zero initialisation of the new transformer")
     base.add_argument("--anneal", action="store_true", help="cosine-decay the learning rate to 0 over this run")
+
+    dec = sub.add_parser("toy-decoder", help="fine-tune the VAE decoder of a toy pipeline (encoder frozen)")
+    dec.add_argument("--init-from", type=Path, required=True, help="the exported pipeline folder to improve")
+    dec.add_argument("--work", type=Path, required=True, help="folder for resumable training state")
+    dec.add_argument("--export", type=Path, default=None, help="where to save the pipeline with the new decoder")
+    dec.add_argument("--steps", type=int, default=20000)
+    dec.add_argument("--batch-size", type=int, default=256)
+    dec.add_argument("--lr", type=float, default=3e-4)
+    dec.add_argument("--workers", type=int, default=4)
+    dec.add_argument("--max-minutes", type=float, default=1e9, help="pause (state saved) after this long")
+    dec.add_argument("--save-every", type=int, default=1000)
+    dec.add_argument("--seed", type=int, default=0)
+    dec.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz); rendered and saved if missing")
+    dec.add_argument("--pool-size", type=int, default=200_000)
 
     pool = sub.add_parser("toy-pool", help="render the training pool once, for toy-base --pool")
     pool.add_argument("--out", type=Path, required=True)
@@ -171,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         run(cfg)
         return 0
+    if args.command == "toy-decoder":
+        from .toy_decoder import DecoderTrainConfig, run as run_decoder
+
+        cfg = DecoderTrainConfig(
+            init_from=args.init_from, work=args.work, export=args.export, steps=args.steps, batch_size=args.batch_size,
+            lr=args.lr, workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every,
+            seed=args.seed, pool=args.pool, pool_size=args.pool_size)
+        return 0 if run_decoder(cfg) else 3
     if args.command == "toy-preferences":
         from .preference_data import LoadReport, iter_pairs
         from .toy_preferences import build

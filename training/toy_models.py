@@ -148,6 +148,14 @@ class ScenePool:
         mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
         return mean + std * torch.randn_like(mean), ids
 
+    def image_latent_batch(self, seed: int, stage: int, step: int, size: int,
+                           rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (as ``batch``) and a posterior sample of their cached latents (as ``latent_batch``), for training
+        the decoder."""
+        idx, _ = self._draw(seed, stage, step, size, rank)
+        mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
+        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0, mean + std * torch.randn_like(mean)
+
     def batch(self, seed: int, stage: int, step: int, size: int,
               rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as [-1, 1] NCHW floats and caption token ids (the empty caption with probability

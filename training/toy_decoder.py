@@ -101,7 +101,7 @@ def run(cfg: DecoderTrainConfig) -> bool:
             data.save(cfg.pool)
     data.encode(vae)  # the frozen encoder's posteriors, once
     objective = DecoderObjective(vae)
-    params = [p for p in objective.parameters()]
+    params = list(objective.parameters())
     for p in params:
         p.requires_grad_(True)
     objective.train()

@@ -145,23 +145,28 @@ class ScenePool:
                      rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``batch`` but returns a posterior sample of the cached latents instead of images."""
         idx, ids = self._draw(seed, stage, step, size, rank)
-        mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
-        return mean + std * torch.randn_like(mean), ids
+        return self._posterior_sample(idx), ids
 
     def image_latent_batch(self, seed: int, stage: int, step: int, size: int,
                            rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (as ``batch``) and a posterior sample of their cached latents (as ``latent_batch``), for training
         the decoder."""
         idx, _ = self._draw(seed, stage, step, size, rank)
+        return self._images(idx), self._posterior_sample(idx)
+
+    def _images(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    def _posterior_sample(self, idx: torch.Tensor) -> torch.Tensor:
         mean, std = self.latent_mean[idx].float(), self.latent_std[idx].float()
-        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0, mean + std * torch.randn_like(mean)
+        return mean + std * torch.randn_like(mean)
 
     def batch(self, seed: int, stage: int, step: int, size: int,
               rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as [-1, 1] NCHW floats and caption token ids (the empty caption with probability
         CAPTION_DROPOUT). ``rank``: the training process (each draws its own part of a multi-GPU batch)."""
         idx, ids = self._draw(seed, stage, step, size, rank)
-        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0, ids
+        return self._images(idx), ids
 
     def _draw(self, seed: int, stage: int, step: int, size: int,
               rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

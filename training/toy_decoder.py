@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
+
+from alignment.loading import _family, _read_index
 
 from .toy_models import (
     Progress,
@@ -32,6 +33,7 @@ from .toy_models import (
     _check_finite,
     export_pipeline,
     load_pipeline_for_training,
+    reconstruction_loss,
     tokenizers,
 )
 
@@ -63,9 +65,11 @@ class DecoderTrainConfig:
 
 
 def preset_of(folder: Path) -> str:
-    """toy-sdxl or toy-sd3, from the folder's model_index.json."""
-    cls = json.loads((folder / "model_index.json").read_text())["_class_name"]
-    return "toy-sdxl" if cls == "StableDiffusionXLPipeline" else "toy-sd3"
+    """toy-sdxl or toy-sd3, from the folder's model_index.json (read as the loader reads it)."""
+    family = _family(_read_index(Path(folder)))
+    if family is None:
+        raise ValueError(f"{folder}: neither an SDXL- nor an SD3-class pipeline, so not a toy preset's folder")
+    return "toy-sdxl" if family == "diffusion" else "toy-sd3"
 
 
 class DecoderObjective(torch.nn.Module):
@@ -78,7 +82,7 @@ class DecoderObjective(torch.nn.Module):
     def forward(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         z = self.post_quant_conv(latents) if self.post_quant_conv is not None else latents
         recon = self.decoder(z).float()
-        return F.mse_loss(recon, images) + 0.1 * F.l1_loss(recon, images)
+        return reconstruction_loss(recon, images)
 
 
 def run(cfg: DecoderTrainConfig) -> bool:
@@ -93,12 +97,7 @@ def run(cfg: DecoderTrainConfig) -> bool:
     accelerator = _accelerator()
     pipe.to(accelerator.device, torch.float32)
     vae = pipe.vae.requires_grad_(False).eval()
-    if cfg.pool is not None and cfg.pool.exists():
-        data = ScenePool.load(cfg.pool, accelerator.device, pipe.tokenizer)
-    else:
-        data = ScenePool.render(cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
-        if cfg.pool is not None:
-            data.save(cfg.pool)
+    data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
     data.encode(vae)  # the frozen encoder's posteriors, once
     objective = DecoderObjective(vae)
     params = list(objective.parameters())

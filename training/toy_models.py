@@ -118,6 +118,17 @@ class ScenePool:
             items = pool.map(_render_item, [(seed, i) for i in range(n)], chunksize=256)
         return cls(np.stack([im for im, _ in items]), [c for _, c in items], device, tokenizer)
 
+    @classmethod
+    def cached(cls, path: Path | None, n: int, seed: int, workers: int, device,
+               tokenizer: CLIPTokenizer) -> "ScenePool":
+        """The pool saved at ``path``, or ``n`` renders made now (and saved there when a path is given)."""
+        if path is not None and Path(path).exists():
+            return cls.load(path, device, tokenizer)
+        pool = cls.render(n, seed, workers, device, tokenizer)
+        if path is not None:
+            pool.save(path)
+        return pool
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, images=self.images.cpu().numpy(), captions=np.array(self.captions))
@@ -275,6 +286,11 @@ def _check_finite(loss: torch.Tensor, step: int, stage: str):
         raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}; lower the learning rate and resume")
 
 
+def reconstruction_loss(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The VAE's reconstruction term (MSE + 0.1 L1), shared by the VAE stage and the decoder fine-tune."""
+    return F.mse_loss(recon, images) + 0.1 * F.l1_loss(recon, images)
+
+
 class VAEObjective(torch.nn.Module):
     """Reconstruction (MSE + 0.1 L1) plus a KL term per latent element, behind one forward for accelerate."""
 
@@ -286,7 +302,7 @@ class VAEObjective(torch.nn.Module):
         posterior = self.vae.encode(images).latent_dist
         recon = self.vae.decode(posterior.sample()).sample.float()
         kl = posterior.kl().mean() / posterior.mean[0].numel()
-        return F.mse_loss(recon, images) + 0.1 * F.l1_loss(recon, images) + self.kl_weight * kl
+        return reconstruction_loss(recon, images) + self.kl_weight * kl
 
 
 def _accelerator() -> Accelerator:
@@ -480,12 +496,7 @@ def run(cfg: ToyTrainConfig) -> bool:
         pipe.register_modules(**{name: denoiser})
     device = _accelerator().device
     pipe.to(device, torch.float32)
-    if cfg.pool is not None and cfg.pool.exists():
-        data = ScenePool.load(cfg.pool, device, pipe.tokenizer)
-    else:
-        data = ScenePool.render(cfg.pool_size, cfg.seed, cfg.workers, device, pipe.tokenizer)
-        if cfg.pool is not None:
-            data.save(cfg.pool)
+    data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, device, pipe.tokenizer)
     print(f"{cfg.preset}: {len(data)} training pairs ready after {time.time() - started:.0f} s")
     if not train_vae(cfg, pipe, data, deadline):
         print(f"{cfg.preset}: time budget reached during the VAE stage; run again to resume")

@@ -35,9 +35,9 @@ def test_outputs_keep_their_type_and_grad_passes_through():
     with torch.no_grad():
         ref = pipe.transformer(**kwargs)
         out = split(**kwargs)
-        assert type(out) is type(ref) and torch.allclose(out.sample, ref.sample, atol=1e-5)
+        assert type(out) is type(ref) and torch.allclose(out.sample, ref.sample, rtol=1e-4, atol=1e-4)
         tup = split(**kwargs, return_dict=False)
-        assert isinstance(tup, tuple) and torch.allclose(tup[0], ref.sample, atol=1e-5)
+        assert isinstance(tup, tuple) and torch.allclose(tup[0], ref.sample, rtol=1e-4, atol=1e-4)
     x = kwargs["hidden_states"].requires_grad_(True)
     out = split(**kwargs)  # gradients on: one unsplit call, so backward works
     out.sample.sum().backward()

@@ -5,6 +5,7 @@
     python -m training toy-pool --out runs/pool.npz --n 200000 --workers 16
     python -m training toy-base --preset toy-sdxl --work runs/toy-sdxl --pool runs/pool.npz --export checkpoints/toy-sdxl
     python -m training toy-decoder --init-from checkpoints/toy-sdxl --work runs/dec --pool runs/pool.npz --export runs/dec-export
+    python -m training toy-distill --init-from checkpoints/toy-sd3 --work runs/distill --pool runs/pool.npz --export runs/distill-export
     python -m training toy-preferences --captions 30000 --out runs/toy-pickapic.parquet
     python -m training toy-pickscore --pairs runs/toy-pickapic.parquet --work runs/toy-pickscore --export checkpoints/toy-pickscore
     python -m training guidance-cache --pairs runs/toy-pickapic.parquet --out runs/guidance-cache --models toy-sdxl
@@ -69,6 +70,28 @@ def main(argv: list[str] | None = None) -> int:
     dec.add_argument("--seed", type=int, default=0)
     dec.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz); rendered and saved if missing")
     dec.add_argument("--pool-size", type=int, default=200_000)
+
+    dist = sub.add_parser("toy-distill", help="distil toy-sd3 into a few-step, guidance-free student (reflow)")
+    dist.add_argument("--init-from", type=Path, required=True, help="the exported toy-sd3 folder: the teacher")
+    dist.add_argument("--work", type=Path, required=True, help="folder for the pairs and resumable training state")
+    dist.add_argument("--export", type=Path, default=None, help="where to save the pipeline with the student")
+    dist.add_argument("--pairs", type=int, default=200_000, help="teacher samples to distil from")
+    dist.add_argument("--teacher-steps", type=int, default=16)
+    dist.add_argument("--teacher-guidance", type=float, default=4.0)
+    dist.add_argument("--student-steps", type=int, default=4, help="the step count the student is meant for")
+    dist.add_argument("--sampler-share", type=float, default=0.5,
+                      help="share of each batch trained at the sigmas the student's sampler visits")
+    dist.add_argument("--logit-mean", type=float, default=0.0, help="the other sigmas' logit-normal mean")
+    dist.add_argument("--steps", type=int, default=8000)
+    dist.add_argument("--batch-size", type=int, default=1024)
+    dist.add_argument("--pair-batch", type=int, default=4096, help="teacher samples made at once")
+    dist.add_argument("--lr", type=float, default=2e-4)
+    dist.add_argument("--workers", type=int, default=4)
+    dist.add_argument("--max-minutes", type=float, default=1e9, help="pause (state saved) after this long")
+    dist.add_argument("--save-every", type=int, default=1000)
+    dist.add_argument("--seed", type=int, default=0)
+    dist.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz): its captions are used")
+    dist.add_argument("--pool-size", type=int, default=200_000)
 
     pool = sub.add_parser("toy-pool", help="render the training pool once, for toy-base --pool")
     pool.add_argument("--out", type=Path, required=True)
@@ -194,6 +217,17 @@ def main(argv: list[str] | None = None) -> int:
             lr=args.lr, workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every,
             seed=args.seed, pool=args.pool, pool_size=args.pool_size)
         return 0 if run_decoder(cfg) else 3
+    if args.command == "toy-distill":
+        from .toy_distill import DistillConfig, run as run_distill
+
+        cfg = DistillConfig(
+            init_from=args.init_from, work=args.work, export=args.export, pairs=args.pairs,
+            teacher_steps=args.teacher_steps, teacher_guidance=args.teacher_guidance, student_steps=args.student_steps,
+            sampler_share=args.sampler_share, logit_mean=args.logit_mean, steps=args.steps,
+            batch_size=args.batch_size, pair_batch=args.pair_batch, lr=args.lr, workers=args.workers,
+            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, pool=args.pool,
+            pool_size=args.pool_size)
+        return 0 if run_distill(cfg) else 3
     if args.command == "toy-preferences":
         from .preference_data import LoadReport, iter_pairs
         from .toy_preferences import build

@@ -63,6 +63,10 @@ def test_pairs_use_training_captions_and_resume(tmp_path):
     assert not torch.equal(pairs["noise"], pairs["x0"])
     again = make_pairs(cfg, pipe, data, _accelerator())  # read back from work/pairs.pt
     assert torch.equal(again["x0"], pairs["x0"])
+    cfg.teacher_steps = 1  # pairs made by another teacher schedule are not reused
+    other = make_pairs(cfg, pipe, data, _accelerator())
+    assert torch.equal(other["noise"], pairs["noise"]) and not torch.equal(other["x0"], pairs["x0"])
+    assert torch.load(cfg.work / "pairs.pt")["teacher_steps"] == 1
 
 
 def test_distill_trains_only_the_transformer_resumes_and_exports(tmp_path):

@@ -126,9 +126,10 @@ def make_pairs(cfg: DistillConfig, pipe, data: ScenePool, accelerator) -> dict:
     path = cfg.work / "pairs.pt"
     if path.exists():
         pairs = torch.load(path, map_location=accelerator.device)
-        if pairs["noise"].shape[0] == cfg.pairs:
+        made = (pairs["noise"].shape[0], pairs["teacher_steps"], pairs["teacher_guidance"])
+        if made == (cfg.pairs, cfg.teacher_steps, cfg.teacher_guidance):
             return pairs
-        print(f"{path}: {pairs['noise'].shape[0]} pairs, {cfg.pairs} asked for: making them anew")
+        print(f"{path}: made as (pairs, teacher steps, guidance) = {made}, not as asked: making them anew")
     device = accelerator.device
     channels = pipe.transformer.config.in_channels
     size = pipe.transformer.config.sample_size

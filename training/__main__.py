@@ -17,8 +17,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+
+
+def _config(cls, args: argparse.Namespace):
+    """A training config dataclass from the parsed options named like its fields (the rest keep their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     dec.add_argument("--pool", type=Path, default=None, help="cached render pool (.npz); rendered and saved if missing")
     dec.add_argument("--pool-size", type=int, default=200_000)
 
-    dist = sub.add_parser("toy-distill", help="distil toy-sd3 into a few-step, guidance-free student (reflow)")
+    dist = sub.add_parser("toy-distill", help="distil toy-sd3 into a few-step student (reflow on its own guided samples)")
     dist.add_argument("--init-from", type=Path, required=True, help="the exported toy-sd3 folder: the teacher")
     dist.add_argument("--work", type=Path, required=True, help="folder for the pairs and resumable training state")
     dist.add_argument("--export", type=Path, default=None, help="where to save the pipeline with the student")
@@ -212,22 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "toy-decoder":
         from .toy_decoder import DecoderTrainConfig, run as run_decoder
 
-        cfg = DecoderTrainConfig(
-            init_from=args.init_from, work=args.work, export=args.export, steps=args.steps, batch_size=args.batch_size,
-            lr=args.lr, workers=args.workers, max_minutes=args.max_minutes, save_every=args.save_every,
-            seed=args.seed, pool=args.pool, pool_size=args.pool_size)
-        return 0 if run_decoder(cfg) else 3
+        return 0 if run_decoder(_config(DecoderTrainConfig, args)) else 3
     if args.command == "toy-distill":
         from .toy_distill import DistillConfig, run as run_distill
 
-        cfg = DistillConfig(
-            init_from=args.init_from, work=args.work, export=args.export, pairs=args.pairs,
-            teacher_steps=args.teacher_steps, teacher_guidance=args.teacher_guidance, student_steps=args.student_steps,
-            sampler_share=args.sampler_share, logit_mean=args.logit_mean, steps=args.steps,
-            batch_size=args.batch_size, pair_batch=args.pair_batch, lr=args.lr, workers=args.workers,
-            max_minutes=args.max_minutes, save_every=args.save_every, seed=args.seed, pool=args.pool,
-            pool_size=args.pool_size)
-        return 0 if run_distill(cfg) else 3
+        return 0 if run_distill(_config(DistillConfig, args)) else 3
     if args.command == "toy-preferences":
         from .preference_data import LoadReport, iter_pairs
         from .toy_preferences import build

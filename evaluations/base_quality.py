@@ -5,7 +5,8 @@
 
 For each preset: ``n`` captions of held-out (colour, shape, background) combinations (never seen in training),
 one image each at the preset's default steps and guidance, read by the toy-world oracle. Prompt fidelity = the
-oracle reads the asked colour and shape. Writes ``evaluations/results/base_quality.json`` and a 4x4 grid per preset.
+oracle reads the asked colour and shape. Writes ``evaluations/results/base_quality.json`` (or ``--out``) and, at the presets' own settings, a 4x4 grid per
+preset beside it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def evaluate(model: str, n: int, caption_seed: int, batch: int = 25, device: str
 
 
 def save_grid(images: list, path: Path, cols: int = 4, scale: int = 3) -> None:
+    if not images:
+        raise ValueError("a grid needs at least one image")
     tiles = [np.asarray(im.convert("RGB").resize((64 * scale, 64 * scale), Image.NEAREST)) for im, _ in images]
+    cols = min(cols, len(tiles))  # a short list is one row
     rows = [np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(len(tiles) // cols)]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
         out["results"].append(summary)
         if not overridden:
-            save_grid(images[:16], RESULTS / f"grid_{model}.png")
+            save_grid(images[:16], args.out.parent / f"grid_{model}.png")  # beside the JSON, not over the shipped one
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -169,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="images per pipeline call, bank and guided alike")
     parser.add_argument("--device", default=None)
     parser.add_argument("--bank-dir", type=Path, default=None, help="keep the sample banks on disk here")
-    parser.add_argument("--grid-captions", type=int, default=4)
+    parser.add_argument("--grid-captions", type=int, default=4, help="captions in the image grid (0: none)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.captions < 1 or len(args.seeds) < 1:
         parser.error("need at least one caption and one seed")
+    if args.grid_captions < 0:
+        parser.error(f"--grid-captions must be 0 (no grid) or more, got {args.grid_captions}")
     try:  # refuse bad numbers before loading anything
         for n in args.ns:
             check_n(n)
@@ -209,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     n8 = 8 if 8 in ns else ns[0]
     columns = ["base"] + [method_name("is", n8, b) for b in args.betas] + [method_name("bon", n8)]
     tiles = [(images[m, c, args.seeds[0]], f"{c} | {m}") for c in captions[: args.grid_captions] for m in columns]
-    save_grid(tiles, args.out_dir / f"{stem}_grid.png", cols=len(columns))
+    if tiles:  # --grid-captions 0: no grid
+        save_grid(tiles, args.out_dir / f"{stem}_grid.png", cols=len(columns))
     print(markdown(report))
     return 0
 

@@ -35,3 +35,7 @@ def test_cli_keeps_the_defaults_file_for_the_defaults(tmp_path, capsys):
     out = tmp_path / "s.json"
     assert base_quality.main(["--models", "toy-sd3", "--n", "1", "--steps", "1", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["steps"] == 1
+    assert not (tmp_path / "grid_toy-sd3.png").exists()  # not the preset's settings: no grid
+    other = tmp_path / "seed3" / "q.json"  # the presets' settings on other captions: the grid goes beside the JSON
+    assert base_quality.main(["--models", "toy-sd3", "--n", "2", "--caption-seed", "3", "--out", str(other)]) == 0
+    assert (other.parent / "grid_toy-sd3.png").exists() and (other.parent / "grid_toy-sd3.md").exists()

@@ -368,3 +368,17 @@ def test_results_table_arithmetic():
                         "wall_seconds": 1.0, "ns": [8]}
     report["bank_reward_std"] = 0.1
     assert "SMOKE" in markdown(report) and "62.5 %" in markdown(report)
+
+
+def test_flow_results_command_without_a_grid(tmp_path):
+    """`--grid-captions 0` writes the table and no grid (it used to fail after the whole run); a negative count is
+    refused before anything loads."""
+    from evaluations.flow_results import main
+
+    with pytest.raises(SystemExit):
+        main(["--grid-captions", "-1", "--out-dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
+    assert main(["--captions", "1", "--seeds", "0", "--ns", "2", "--betas", "1", "--reward", "toy-taste",
+                 "--grid-captions", "0", "--out-dir", str(tmp_path), "--device", "cpu"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["flow_results_toy-sd3_toy-taste_1x1.json", "flow_results_toy-sd3_toy-taste_1x1.md"]

@@ -65,6 +65,25 @@ def test_toy_pairs_builder(tmp_path):
     assert [p.caption for p in iter_pairs(path)] == [r["caption"] for r in rows]
 
 
+def test_pair_sources_are_chosen_on_the_command_line(tmp_path):
+    """`--sources` cycles pair i over the given list (here toy-sd3 against itself, as a reward refresh for a new
+    toy-sd3 needs); malformed sources are refused before anything loads."""
+    from training.__main__ import main
+    from training.toy_preferences import make_toy_pairs, parse_sources
+
+    rows = make_toy_pairs(4, seed=2, device="cpu", sources=parse_sources(["toy-sd3:toy-sd3", "render:render"]))
+    assert [frozenset((r["model_0"], r["model_1"])) for r in rows] == [frozenset({"toy-sd3"}), frozenset({"render"})] * 2
+    assert all(r["image_0"].size == (64, 64) and r["image_0"] != r["image_1"] for r in rows)
+    for bad in (["toy-sd3"], ["toy-sd3:render"], ["a:b:c"], [":toy-sd3"]):
+        with pytest.raises(ValueError):
+            parse_sources(bad)
+        with pytest.raises(SystemExit):
+            main(["toy-preferences", "--captions", "2", "--out", str(tmp_path / "x.parquet"), "--sources", *bad])
+    assert not (tmp_path / "x.parquet").exists()
+    with pytest.raises(ValueError, match="at least one"):
+        parse_sources([])
+
+
 def test_detail_pairs_separate_sharpness_from_fidelity():
     """Detail pairs are renders of the caption's scene: either the same scene up to blur and noise, or a soft
     faithful render against a sharp, clean mistake; a share of 1 makes only those, without running a model."""

@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     prefs.add_argument("--detail-share", type=float, default=0.0,
                        help="share of detail pairs (renders differing in blur and noise, or a soft faithful render "
                             "against a sharp mistake) that keep a reward from taking sharpness for fidelity")
+    prefs.add_argument("--sources", nargs="+", default=None, metavar="A:B",
+                       help="what pair i compares, cycling over the list: two models (preset, hub id or folder) or "
+                            "render:render (default: toy-sdxl:toy-sd3 toy-sdxl:toy-sdxl render:render)")
     prefs.add_argument("--device", default=None)
 
     pick = sub.add_parser("toy-pickscore", help="train (or resume) the toy PickScore reward")
@@ -225,10 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if run_distill(_config(DistillConfig, args)) else 3
     if args.command == "toy-preferences":
         from .preference_data import LoadReport, iter_pairs
-        from .toy_preferences import build
+        from .toy_preferences import SOURCES, build, parse_sources
 
+        try:
+            sources = parse_sources(args.sources) if args.sources is not None else SOURCES
+        except ValueError as e:
+            parser.error(str(e))
         path = build(args.captions, args.out, seed=args.seed, temperature=args.temperature, split=args.split,
-                     device=args.device, detail_share=args.detail_share)
+                     device=args.device, detail_share=args.detail_share, sources=sources)
         report = LoadReport()
         for _ in iter_pairs(path, report=report):
             pass

@@ -26,7 +26,24 @@ from toyworld import caption_for, render, sample_scene, taste
 from .preference_data import bradley_terry_labels, write_pickapic
 
 SOURCES = (("toy-sdxl", "toy-sd3"), ("toy-sdxl", "toy-sdxl"), ("render", "render"))
+RENDER = ("render", "render")
 DETAIL = ("render-detail", "render-detail")
+
+
+def parse_sources(specs) -> tuple[tuple[str, str], ...]:
+    """``["toy-sdxl:toy-sd3", "toy-sd3:toy-sd3", "render:render"]`` -> pair sources, or a ValueError that says
+    what is wrong. A side is a model (preset name, hub id or folder) or ``render``; a render is paired with a render."""
+    pairs = []
+    for spec in specs:
+        sides = tuple(part.strip() for part in str(spec).split(":"))
+        if len(sides) != 2 or not all(sides):
+            raise ValueError(f"a source is two sides joined by ':', e.g. toy-sdxl:toy-sd3 or render:render; got {spec!r}")
+        if "render" in sides and sides != RENDER:
+            raise ValueError(f"a render is paired only with a render (render:render), got {spec!r}")
+        pairs.append(sides)
+    if not pairs:
+        raise ValueError("give at least one source")
+    return tuple(pairs)
 
 
 def _varied_render(scene, rng) -> Image.Image:
@@ -67,23 +84,28 @@ def _detail_pair(scene, rng) -> tuple[Image.Image, Image.Image]:
 
 
 def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, device: str | None = None,
-                   split: str = "train", batch: int = 128, detail_share: float = 0.0) -> list[dict]:
-    """Pair ``i`` takes its source from ``SOURCES[i % 3]``, or is a detail pair (a random ``detail_share`` of
-    them); model samples are drawn in batches of ``batch`` captions (one seed per batch and side)."""
+                   split: str = "train", batch: int = 128, detail_share: float = 0.0,
+                   sources=SOURCES) -> list[dict]:
+    """Pair ``i`` takes its source from ``sources[i % len(sources)]`` (default ``SOURCES``), or is a detail pair (a
+    random ``detail_share`` of them); model samples are drawn in batches of ``batch`` captions (one seed per batch
+    and side)."""
     if not 0 <= detail_share <= 1:
         raise ValueError(f"detail_share must be in [0, 1], got {detail_share}")
+    sources = parse_sources(":".join(pair) for pair in sources)
     rng = np.random.default_rng((seed, 7))
     scenes = [sample_scene(rng, split=split) for _ in range(n_captions)]
     captions = [caption_for(s, rng) for s in scenes]
     detail = set(np.flatnonzero(np.random.default_rng((seed, 8)).random(n_captions) < detail_share).tolist())
     pipes: dict = {}  # loaded when a pair needs model samples
     images: dict[int, tuple[Image.Image, Image.Image]] = {}
-    for kind in (0, 1):
-        members = [i for i in range(n_captions) if i % 3 == kind and i not in detail]
-        for start in tqdm(range(0, len(members), batch), desc=f"pairs {SOURCES[kind]}"):
+    for kind, source in enumerate(sources):
+        if source == RENDER:
+            continue
+        members = [i for i in range(n_captions) if i % len(sources) == kind and i not in detail]
+        for start in tqdm(range(0, len(members), batch), desc=f"pairs {source}"):
             chunk = members[start : start + batch]
             sides = []
-            for side, name in enumerate(SOURCES[kind]):
+            for side, name in enumerate(source):
                 if name not in pipes:
                     pipes[name] = load_pipeline(name, device=device)
                 pipe, preset = pipes[name]
@@ -96,7 +118,7 @@ def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, dev
             (a, b), models = _detail_pair(scene, rng), DETAIL
         else:
             a, b = images[i] if i in images else (_varied_render(scene, rng), _varied_render(scene, rng))
-            models = SOURCES[i % 3]
+            models = sources[i % len(sources)]
         label_0, label_1 = bradley_terry_labels(taste(a, caption).score, taste(b, caption).score, rng, temperature)
         if rng.random() < 0.5:  # no side bias
             a, b, models, (label_0, label_1) = b, a, models[::-1], (label_1, label_0)
@@ -106,6 +128,6 @@ def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, dev
 
 
 def build(n_captions: int, out, seed: int = 0, temperature: float = 1.0, split: str = "train",
-          device: str | None = None, detail_share: float = 0.0):
+          device: str | None = None, detail_share: float = 0.0, sources=SOURCES):
     return write_pickapic(make_toy_pairs(n_captions, seed, temperature, device=device, split=split,
-                                         detail_share=detail_share), out)
+                                         detail_share=detail_share, sources=sources), out)

@@ -29,7 +29,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("toy-sdxl", str(CHECKPOINTS / "toy-sdxl"), "diffusion", 4, 3.0, 64,
                "embedded StableDiffusionXLPipeline trained on the toy world"),
-        Preset("toy-sd3", str(CHECKPOINTS / "toy-sd3"), "flow", 4, 3.0, 64,
+        Preset("toy-sd3", str(CHECKPOINTS / "toy-sd3"), "flow", 6, 3.0, 64,
                "embedded StableDiffusion3Pipeline (no T5) trained on the toy world"),
         Preset("sdxl-turbo", "stabilityai/sdxl-turbo", "diffusion", 1, 0.0, 512,
                "SDXL-Turbo: one-step diffusion"),

@@ -12,6 +12,7 @@ from test_studio_helpers import PROMPT, REWARD, studio_engine  # noqa: F401  (fi
 
 from alignment.diffusion_sampler import sample_guided
 from alignment.flow_sampler import sample_is
+from alignment.presets import PRESETS
 from studio.engine import Config, Engine, StudioSettings, Unavailable, default_arena_configs, tilt_collapse
 from studio.memo import Memo
 
@@ -56,7 +57,7 @@ def test_flow_bank_is_cached_beta_reruns_only_the_trajectory_and_n_extends_it(st
     made = bank.samples_made
     assert view.family == "flow" and view.n == 4 and made >= 4
     assert view.best_of_n.rewards[REWARD] == pytest.approx(float(bank.get(PROMPT, 3, 4).rewards.max()))
-    assert len(view.ess) == len(view.sigmas) == len(view.ess_posterior) == 4
+    assert len(view.ess) == len(view.sigmas) == len(view.ess_posterior) == PRESETS["toy-sd3"].steps  # one per step
     assert all(1 - 1e-4 <= e <= 4 + 1e-4 for e in view.ess + view.ess_posterior)
     assert view.ess_posterior[0] == pytest.approx(4.0)  # at σ = 1 the posterior weights are uniform
     assert any("sample bank" in desc for _, desc in steps) and all(0 <= f <= 1 for f, _ in steps)

@@ -5,8 +5,8 @@
 
 For each preset: ``n`` captions of held-out (colour, shape, background) combinations (never seen in training),
 one image each at the preset's default steps and guidance, read by the toy-world oracle. Prompt fidelity = the
-oracle reads the asked colour and shape. Writes ``evaluations/results/base_quality.json`` (or ``--out``) and, at the presets' own settings, a 4x4 grid per
-preset beside it.
+oracle reads the asked colour and shape. Writes ``evaluations/results/base_quality.json`` (or ``--out``) and, at
+the presets' own settings, a 4x4 grid per preset beside it.
 """
 
 from __future__ import annotations

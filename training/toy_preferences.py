@@ -31,11 +31,13 @@ DETAIL = ("render-detail", "render-detail")
 
 
 def parse_sources(specs) -> tuple[tuple[str, str], ...]:
-    """``["toy-sdxl:toy-sd3", "toy-sd3:toy-sd3", "render:render"]`` -> pair sources, or a ValueError that says
-    what is wrong. A side is a model (preset name, hub id or folder) or ``render``; a render is paired with a render."""
+    """``["toy-sdxl:toy-sd3", "toy-sd3:toy-sd3", "render:render"]`` (or the same as pairs) -> pair sources, or a
+    ValueError that says what is wrong. A side is a model (preset name, hub id or folder) or ``render``; a render is
+    paired with a render."""
     pairs = []
     for spec in specs:
-        sides = tuple(part.strip() for part in str(spec).split(":"))
+        parts = str(spec).split(":") if isinstance(spec, str) else list(spec)
+        sides = tuple(str(part).strip() for part in parts)
         if len(sides) != 2 or not all(sides):
             raise ValueError(f"a source is two sides joined by ':', e.g. toy-sdxl:toy-sd3 or render:render; got {spec!r}")
         if "render" in sides and sides != RENDER:
@@ -91,7 +93,7 @@ def make_toy_pairs(n_captions: int, seed: int = 0, temperature: float = 1.0, dev
     and side)."""
     if not 0 <= detail_share <= 1:
         raise ValueError(f"detail_share must be in [0, 1], got {detail_share}")
-    sources = parse_sources(":".join(pair) for pair in sources)
+    sources = parse_sources(sources)
     rng = np.random.default_rng((seed, 7))
     scenes = [sample_scene(rng, split=split) for _ in range(n_captions)]
     captions = [caption_for(s, rng) for s in scenes]

@@ -1,13 +1,15 @@
 """Command line.
 
     python -m alignment generate --model toy-sdxl --prompt "a red star on a blue background" --seed 0 --out out.png
-    python -m alignment generate --model toy-sd3 --method is --n 8 --beta 0.5 --reward toy-pickscore --prompt ...
-    python -m alignment generate --model toy-sd3 --method bon --n 8 --prompt ...
-    python -m alignment generate --model toy-sdxl --method guided --beta 1 --eta 0.5 [--alpha 1] --prompt ...
+    python -m alignment generate --model toy-sd3 --method is --prompt ...          # the tuned estimator, N = 8
+    python -m alignment generate --model toy-sd3 --method is --estimator paper --n 8 --beta 0.3 --prompt ...
+    python -m alignment generate --model toy-sd3 --method bon --n 9 --prompt ...
+    python -m alignment generate --model toy-sdxl --method guided [--beta 0.1 --eta 1 --alpha 1] --prompt ...
     python -m alignment generate --model toy-sdxl --method tweedie --beta 1 --reward toy-pickscore --prompt ...
     python -m alignment presets
 
-``generate`` prints one line of JSON: model, method, seed, steps, guidance, seconds (sampling only), the output path,
+Defaults (β, η, α, N, the estimator) come from ``alignment.defaults``: the settings that won the compute-matched
+evaluation. ``generate`` prints one line of JSON: model, method, seed, steps, guidance, seconds (sampling only), the output path,
 and for the flow methods the reward of the image (with ``--reward``, the baseline's too), and for ``is`` the ESS of
 the weights a and b at every step. Methods are the functions in ``METHODS``: (pipe, preset, args) -> (image, fields).
 """
@@ -40,14 +42,15 @@ def _flow(method):
         bank = SampleBank(pipe, args.reward or DEFAULT_REWARD, preset=preset, steps=args.steps,
                           guidance_scale=args.guidance, cache_dir=args.bank_dir)
         if method == "is":
-            result = sample_is(pipe, args.prompt, seed=args.seed, n=args.n, beta=args.beta, bank=bank)
+            result = sample_is(pipe, args.prompt, seed=args.seed, n=args.n, beta=args.beta, bank=bank,
+                               estimator=args.estimator, particles=args.particles, rounds=args.rounds)
         else:
             result = best_of_n(pipe, args.prompt, seed=args.seed, n=args.n, bank=bank)
         fields = {"seed": result.seed, "steps": bank.settings.steps, "guidance": bank.settings.guidance_scale,
                   "seconds": round(result.seconds, 4), "n": result.n, "reward_name": bank.reward_name,
                   "reward": round(float(result.rewards[0]), 4)}
         if method == "is":
-            fields.update(beta=result.beta, sigmas=[round(s, 4) for s in result.sigmas],
+            fields.update(beta=result.beta, estimator=result.estimator, trajectories=result.trajectories, sigmas=[round(s, 4) for s in result.sigmas],
                           ess_a=[round(float(e), 3) for e in result.ess_a[:, 0]],
                           ess_b=[round(float(e), 3) for e in result.ess_b[:, 0]])
         else:
@@ -59,17 +62,12 @@ def _flow(method):
 def _diffusion(method):
     def run(pipe, preset, args):
         from .diffusion_sampler import sample_guided, sample_tweedie
-        from .guidance_network import GuidanceNetwork
+        from .defaults import load_guidance_network
 
         common = dict(beta=args.beta, alpha=args.alpha, seed=args.seed, steps=args.steps,
                       guidance_scale=args.guidance, preset=preset)
         if method == "guided":
-            folder = args.network or _default_network()
-            try:
-                network = GuidanceNetwork.from_pretrained(folder)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot load the guidance network from {folder}: {e}. Train one with "
-                                 "`python -m training guidance` or pass --network FOLDER") from e
+            network = load_guidance_network(args.network)
             result = sample_guided(pipe, args.prompt, network=network, eta=args.eta,
                                    reward=args.reward or "toy-pickscore", **common)
         else:
@@ -79,12 +77,6 @@ def _diffusion(method):
         fields["reward"] = fields.pop("rewards")[0]
         return result.images[0], fields
     return run
-
-
-def _default_network():
-    from .presets import CHECKPOINTS
-
-    return CHECKPOINTS / "toy-guidance"
 
 
 FAMILY = {"is": "flow", "bon": "flow", "guided": "diffusion", "tweedie": "diffusion"}  # the family a method needs
@@ -103,6 +95,8 @@ METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon"), "guide
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import defaults
+
     parser = argparse.ArgumentParser(prog="python -m alignment")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="sample one image")
@@ -114,11 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--method", choices=tuple(METHODS), default="baseline",
                      help="baseline; is = importance-sampled flow guidance; bon = best of N (flow models); "
                           "guided = guidance network; tweedie = reward gradient through x̂0 (diffusion models)")
-    gen.add_argument("--n", type=int, default=8, help="is/bon: samples in the bank")
-    gen.add_argument("--beta", type=float, default=1.0, help="is/guided/tweedie: reward temperature "
-                                                               "(smaller = stronger)")
-    gen.add_argument("--eta", type=float, default=0.5, help="guided: weight of the consistency term")
-    gen.add_argument("--alpha", type=float, default=1.0, help="guided/tweedie: guidance strength")
+    gen.add_argument("--n", type=int, default=defaults.FLOW_N, help="is/bon: samples in the bank")
+    gen.add_argument("--beta", type=float, default=None,
+                     help=f"is/guided/tweedie: reward temperature, smaller = stronger (default {defaults.FLOW_BETA} "
+                          f"for is, {defaults.DIFFUSION_BETA} for guided and tweedie)")
+    gen.add_argument("--estimator", choices=sorted(defaults.ESTIMATORS), default=defaults.FLOW_ESTIMATOR,
+                     help="is: the estimator's settings (paper = the paper's exact estimator)")
+    gen.add_argument("--particles", type=int, default=1, help="is: guided particles K, the best by reward is kept")
+    gen.add_argument("--rounds", type=int, default=1, help="is: rounds of iterated tilting R (cost N + K·R)")
+    gen.add_argument("--eta", type=float, default=defaults.DIFFUSION_ETA, help="guided: weight of the consistency "
+                                                                                "term")
+    gen.add_argument("--alpha", type=float, default=defaults.DIFFUSION_ALPHA, help="guided/tweedie: guidance "
+                                                                                    "strength")
     gen.add_argument("--network", type=Path, default=None, help="guided: guidance network folder "
                                                                 "(default checkpoints/toy-guidance)")
     gen.add_argument("--reward", default=None, help="reward name or sum, e.g. toy-pickscore; is/bon default "
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", type=Path, default=Path("out.png"))
     sub.add_parser("presets", help="list the named models")
     args = parser.parse_args(argv)
+    if args.command == "generate" and args.beta is None:
+        args.beta = defaults.FLOW_BETA if args.method in ("is", "bon") else defaults.DIFFUSION_BETA
 
     if args.command == "presets":
         from .presets import PRESETS

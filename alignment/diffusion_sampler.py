@@ -16,6 +16,7 @@ through Tweedie's x̂0, the VAE decoder and the reward model (``sample_tweedie``
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 import weakref
@@ -116,7 +117,7 @@ class DiffusionResult:
     images: list[Image.Image]
     prompts: list[str]
     method: str  # "baseline", "guided" or "tweedie"
-    seed: int
+    seed: int | list[int]  # one for the batch, or one per image
     steps: int
     guidance_scale: float
     beta: float | None
@@ -168,10 +169,21 @@ def prompt_kwargs(pipe, prompts: list[str], guidance: float) -> dict:
     return {"prompt": None, **cache.get((tuple(prompts), cfg), lambda: encode_prompt_kwargs(pipe, prompts, cfg))}
 
 
+def _generators(seed, n: int):
+    """One generator for the batch (``seed`` an int) or one per image (``seed`` a list of n ints, so each image's
+    noise does not depend on the batch it is in)."""
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+    if isinstance(seed, (list, tuple)) and len(seeds) != n:
+        raise ValueError(f"give one seed per prompt: {len(seeds)} seeds for {n} prompts")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**63:
+            raise ValueError(f"seed must be a non-negative integer below 2**63, got {s!r}")
+    generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    return generators if isinstance(seed, (list, tuple)) else generators[0]
+
+
 def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size) -> tuple[list, float]:
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed}")
-    generator = torch.Generator("cpu").manual_seed(int(seed))
+    generator = _generators(seed, len(prompts))
     view = pipe
     if wrapper is not None:
         wrapper.alphas_cumprod = pipe.scheduler.alphas_cumprod
@@ -196,7 +208,7 @@ def sample_baseline(pipe, prompt, *, seed: int = 0, steps: int | None = None, gu
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
     images, seconds = _run(pipe, None, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)
-    return DiffusionResult(images, prompts, "baseline", int(seed), steps, guidance, None, None, None, rewards, name,
+    return DiffusionResult(images, prompts, "baseline", seed, steps, guidance, None, None, None, rewards, name,
                            seconds)
 
 
@@ -214,7 +226,7 @@ def sample_guided(pipe, prompt, *, network: GuidanceNetwork, beta: float = 1.0, 
     wrapper = GuidedUNet(pipe.unet, network, len(prompts), beta, eta, alpha)
     images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)
-    return DiffusionResult(images, prompts, "guided", int(seed), steps, guidance, beta, eta, alpha, rewards, name,
+    return DiffusionResult(images, prompts, "guided", seed, steps, guidance, beta, eta, alpha, rewards, name,
                            seconds)
 
 
@@ -229,5 +241,5 @@ def sample_tweedie(pipe, prompt, *, reward: str | Reward, beta: float = 1.0, alp
     wrapper = TweedieUNet(pipe.unet, pipe.vae, reward, prompts, guidance, beta, alpha)
     images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)
-    return DiffusionResult(images, prompts, "tweedie", int(seed), steps, guidance, beta, None, alpha, rewards, name,
+    return DiffusionResult(images, prompts, "tweedie", seed, steps, guidance, beta, None, alpha, rewards, name,
                            seconds)

@@ -12,6 +12,18 @@ posterior mean under the pretrained model (weights ``a``) and under the reward-t
 
 so moving the posterior mean toward the tilted mean *subtracts* from v.
 
+In high dimension the logits ℓ_k spread by tens to hundreds of nats, so a and b collapse onto the nearest bank
+sample after the first steps and Δv ≈ 0 (the ESS of b falls to ~1). ``Estimator`` holds the options that keep
+the correction alive; ``Estimator()`` (named ``"paper"``) is the paper's exact estimator:
+
+* likelihood temperature τ: ``a = softmax(ℓ/τ)``, ``b = softmax(ℓ/τ + r/β_t)`` (a smoother empirical posterior:
+  the kernel's variance is τσ² instead of σ²);
+* guidance scale λ: ``v* = v + λ Δv``;
+* a σ window: Δv only where ``sigma_min ≤ σ ≤ sigma_max`` (guide at high noise only);
+* a damped reward scale κ: ``β_t = β + 2κ·v(σ)`` with ``v(σ) = σ² / ((1−σ)² + σ²)``, the posterior variance of
+  x0 under unit-variance data, i.e. ``1/β_t = λ_r / (1 + 2 λ_r κ v(σ))`` for the reward scale ``λ_r = 1/β``
+  (arXiv 2606.02884): a weaker tilt while x_t says little about x0.
+
 ``flow_guidance`` takes images of any shape: ``x_t`` (B, ...), a bank shared by all images (K, ...) or one bank
 per image (B, K, ...), rewards (K,) or (B, K), σ a number or (B,). The steps below it work on flattened vectors:
 x_t (B, D), bank (K, D) or (B, K, D). Sums run in float64 (float32 on MPS, which has none) whatever the input
@@ -97,6 +109,49 @@ def effective_sample_size(w: torch.Tensor) -> torch.Tensor:
     return w.sum(-1) ** 2 / (w * w).sum(-1)
 
 
+@dataclass(frozen=True)
+class Estimator:
+    """Options of the bank estimator; the defaults are the paper's exact estimator (see the module docstring)."""
+
+    tau: float = 1.0  # likelihood temperature τ ≥ 1 (1: the paper)
+    scale: float = 1.0  # guidance scale λ on Δv (1: the paper)
+    sigma_min: float = 0.0  # guide only where sigma_min ≤ σ ≤ sigma_max
+    sigma_max: float = 1.0
+    damping: float = 0.0  # κ ≥ 0 of the damped reward scale (0: the paper)
+
+    def __post_init__(self):
+        for name in ("tau", "scale", "sigma_min", "sigma_max", "damping"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"estimator option {name} must be a finite number, got {value!r}")
+        if not 0 < self.tau <= 1e6:
+            raise ValueError(f"the likelihood temperature tau must be in (0, 1e6], got {self.tau}")
+        if not 0 <= self.scale <= 100:
+            raise ValueError(f"the guidance scale must be in [0, 100], got {self.scale}")
+        if not 0 <= self.sigma_min <= self.sigma_max <= 1:
+            raise ValueError(f"the σ window must satisfy 0 ≤ sigma_min ≤ sigma_max ≤ 1, got "
+                             f"[{self.sigma_min}, {self.sigma_max}]")
+        if not 0 <= self.damping <= 1e6:
+            raise ValueError(f"the damping κ must be in [0, 1e6], got {self.damping}")
+
+    def tilt_temperature(self, sigma: torch.Tensor, beta: float) -> torch.Tensor:
+        """β_t = β + 2κ σ² / ((1−σ)² + σ²) per image (a (B, 1) column for σ (B, 1))."""
+        if self.damping == 0:
+            return torch.full_like(sigma, beta)
+        return beta + 2 * self.damping * sigma**2 / ((1 - sigma) ** 2 + sigma**2)
+
+    def active(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Where σ lies in the window: a 0/1 mask like σ."""
+        return ((sigma >= self.sigma_min - 1e-9) & (sigma <= self.sigma_max + 1e-9)).to(sigma.dtype)
+
+    def describe(self) -> dict:
+        return {"tau": self.tau, "scale": self.scale, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
+                "damping": self.damping}
+
+
+PAPER = Estimator()
+
+
 @dataclass
 class FlowGuidance:
     delta_v: torch.Tensor  # like x_t: shape and dtype
@@ -104,9 +159,11 @@ class FlowGuidance:
     ess_b: torch.Tensor  # (B,)
 
 
-def flow_guidance(x_t: torch.Tensor, x0: torch.Tensor, rewards: torch.Tensor, sigma, beta) -> FlowGuidance:
-    """The estimator end to end: ℓ_k = −‖x_t − (1−σ) x0^(k)‖² / (2σ²), a = softmax(ℓ), b = softmax(ℓ + r/β),
-    Δv = Σ_k (a_k − b_k) x0^(k) / σ, and the ESS (Σw)²/Σw² of a and of b.
+def flow_guidance(x_t: torch.Tensor, x0: torch.Tensor, rewards: torch.Tensor, sigma, beta,
+                  estimator: Estimator = PAPER) -> FlowGuidance:
+    """The estimator end to end: ℓ_k = −‖x_t − (1−σ) x0^(k)‖² / (2σ²), a = softmax(ℓ/τ), b = softmax(ℓ/τ + r/β_t),
+    Δv = λ · Σ_k (a_k − b_k) x0^(k) / σ inside the σ window (0 outside), and the ESS (Σw)²/Σw² of a and of b.
+    With the default ``estimator`` (τ = λ = 1, no window, no damping) this is the paper's estimator.
 
     x_t (B, ...); bank (K, ...) shared or (B, K, ...) per image; rewards (K,) or (B, K); σ a number or (B,).
     Δv comes back with x_t's shape and dtype, ready to add to the model's velocity."""
@@ -122,7 +179,11 @@ def flow_guidance(x_t: torch.Tensor, x0: torch.Tensor, rewards: torch.Tensor, si
         raise ValueError("the bank is empty: it needs at least one sample")
     dtype = accumulation_dtype(x_t.device)
     x, bank = x_t.reshape(batch, -1).to(dtype), bank.to(device=x_t.device, dtype=dtype)
-    logits = posterior_logits(x, bank, sigma)
-    a, b = importance_weights(logits, rewards, beta)
-    dv = velocity_correction(a, b, bank, sigma)
+    beta = check_beta(beta)
+    logits = posterior_logits(x, bank, sigma) / estimator.tau
+    s = _sigma(sigma, batch, dtype, x.device)
+    beta_t = estimator.tilt_temperature(s, beta)
+    r = torch.as_tensor(rewards).to(device=x.device, dtype=dtype)
+    a, b = importance_weights(logits, r * (beta / beta_t), beta)  # r/β_t, written as (r·β/β_t)/β
+    dv = velocity_correction(a, b, bank, sigma) * (estimator.scale * estimator.active(s))
     return FlowGuidance(dv.reshape(x_t.shape).to(x_t.dtype), effective_sample_size(a), effective_sample_size(b))

@@ -20,10 +20,12 @@ import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
-from .flow_guidance import accumulation_dtype, check_beta, flow_guidance
+from .defaults import ESTIMATORS
+from .flow_guidance import PAPER, Estimator, accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
-from .sample_bank import DEFAULT_REWARD, SampleBank, check_n, check_seed, start_noise, to_images
+from .sample_bank import (DEFAULT_REWARD, MAX_BANK, SampleBank, check_n, check_seed, decode, sample_seed, score,
+                          start_noise, to_images)
 from .sampling import TransformerStandIn, check_prompt, with_component
 
 
@@ -36,7 +38,7 @@ class GuidedTransformer(TransformerStandIn):
     t = 1000 σ). Records σ and the ESS of a and b at every step."""
 
     def __init__(self, transformer, bank_latents: torch.Tensor, rewards: torch.Tensor, beta: float,
-                 num_train_timesteps: int = 1000):
+                 num_train_timesteps: int = 1000, estimator: Estimator = PAPER):
         super().__init__()
         rewards = torch.as_tensor(rewards)
         if rewards.ndim not in (1, 2) or tuple(bank_latents.shape[: rewards.ndim]) != tuple(rewards.shape):
@@ -46,6 +48,7 @@ class GuidedTransformer(TransformerStandIn):
         self.bank, self.rewards = bank_latents, rewards
         self.per_image = rewards.ndim == 2
         self.beta = check_beta(beta)
+        self.estimator = estimator
         self.num_train_timesteps = float(num_train_timesteps)
         self.sigmas: list[float] = []
         self._ess_a: list[torch.Tensor] = []
@@ -63,7 +66,7 @@ class GuidedTransformer(TransformerStandIn):
                              "the bank was made for")
         t = torch.as_tensor(timestep, device=hidden_states.device).to(dtype).reshape(-1).expand(hidden_states.shape[0])
         sigma = t[-images:] / self.num_train_timesteps
-        g = flow_guidance(hidden_states[-images:], self.bank, self.rewards, sigma, self.beta)
+        g = flow_guidance(hidden_states[-images:], self.bank, self.rewards, sigma, self.beta, self.estimator)
         self._record(float(sigma[0]), g.ess_a, g.ess_b)
         out = out + g.delta_v.to(out.dtype).repeat(copies, *([1] * (out.ndim - 1)))
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
@@ -95,6 +98,8 @@ class FlowResult:
     seed: int
     n: int | None = None  # bank size
     beta: float | None = None
+    trajectories: int = 1  # sampler runs paid per image from scratch: 1 (baseline), N (best-of-N), N + K·R (IS)
+    estimator: dict | None = None  # the IS estimator's options (τ, λ, σ window, κ), particles K and rounds R
     seconds: float = 0.0  # wall-clock of this call (a cached bank costs nothing here)
     bank_seconds: float = 0.0  # what the bank samples used cost when they were made: generation, decoding, scoring
     sample_seconds: float = 0.0  # the guided (or baseline) trajectory, with decoding and scoring
@@ -110,6 +115,7 @@ class FlowResult:
 
     def summary(self) -> dict:
         out = {"method": self.method, "seed": self.seed, "n": self.n, "beta": self.beta,
+               "trajectories": self.trajectories, "estimator": self.estimator,
                "reward": [round(float(r), 4) for r in self.rewards], "seconds": round(self.seconds, 4),
                "seconds_per_image": round(self.seconds_per_image, 4)}
         if self.ess_b is not None:
@@ -151,31 +157,88 @@ def _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)
     return prompts, seed, n, bank, [bank.get(p, seed, n) for p in prompts]
 
 
+def resolve_estimator(estimator: Estimator | str | dict | None) -> Estimator:
+    """An Estimator from a name in ``ESTIMATORS`` (``"paper"``, ``"tuned"``), a dict of its options, or itself."""
+    if estimator is None:
+        return PAPER
+    if isinstance(estimator, Estimator):
+        return estimator
+    if isinstance(estimator, dict):
+        return Estimator(**estimator)
+    if estimator in ESTIMATORS:
+        return ESTIMATORS[estimator]
+    raise ValueError(f"unknown estimator {estimator!r}: choose one of {sorted(ESTIMATORS)} or pass an Estimator")
+
+
+def particle_seed(seed: int, j: int) -> int:
+    """The noise seed of guided particle j > 0 of ``seed`` (particle 0 starts from ``seed``'s own noise, like the
+    baseline): bank sample number MAX_BANK + j, so particles never reuse a bank sample's noise."""
+    return sample_seed(seed, MAX_BANK + j)
+
+
+def check_count(value, name: str, top: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise ValueError(f"{name} must be an integer from 1 to {top}, got {value!r}")
+    return value
+
+
 def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta: float = 1.0,
               reward: str | Reward | None = None, bank: SampleBank | None = None, preset: Preset | None = None,
-              steps: int | None = None, guidance_scale: float | None = None) -> FlowResult:
+              steps: int | None = None, guidance_scale: float | None = None,
+              estimator: Estimator | str | dict | None = "paper", particles: int = 1,
+              rounds: int = 1) -> FlowResult:
     """One reward-aligned image per prompt: the pipeline run from ``seed``'s noise with its transformer wrapped by
     ``GuidedTransformer`` over the (prompt, seed) bank of ``n`` samples, at temperature ``beta``.
 
-    Pass a ``bank`` to reuse samples across calls (moving β then re-runs only this trajectory); without one a
-    bank for ``reward`` (default toy-pickscore) is made for this call."""
+    ``estimator``: the estimator's options (``"paper"``: the paper's exact form; ``"tuned"``: the project's
+    default, see ``alignment.defaults``). ``particles`` K > 1 runs K guided trajectories (particle 0 from the seed's
+    noise, the others from their own) and returns the one with the highest reward: a hybrid of guidance and best-of-K.
+    ``rounds`` R > 1 is iterated tilting: after each round its guided samples join the bank (for this call) and
+    the next round's particles are guided by the grown bank. Cost: N + K·R trajectories per image.
+
+    Pass a ``bank`` to reuse samples across calls (moving β then re-runs only the guided trajectories); without one
+    a bank for ``reward`` (default toy-pickscore) is made for this call."""
     start = time.perf_counter()
-    beta = check_beta(beta)
+    beta, estimator = check_beta(beta), resolve_estimator(estimator)
+    particles, rounds = check_count(particles, "particles", 64), check_count(rounds, "rounds", 16)
     prompts, seed, n, bank, entries = _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)
     run_start = time.perf_counter()
-    guided = GuidedTransformer(pipe.transformer, torch.stack([e.latents for e in entries]),
-                               torch.stack([e.rewards for e in entries]), beta,
-                               pipe.scheduler.config.num_train_timesteps)
-    view = with_component(pipe, transformer=guided)
-    view.set_progress_bar_config(disable=True)
-    noise = start_noise(view, [seed] * len(prompts), bank.settings)
-    # the prompts as the bank encoded them: not encoded again
-    images = view(**bank.prompt_embeddings(prompts), latents=noise, **bank.settings.pipe_kwargs()).images
-    rewards = bank.reward.score(images, prompts).float().cpu()
+    b, k = len(prompts), particles
+    latents = torch.stack([e.latents for e in entries]).repeat_interleave(k, 0)  # (B·K, N, ...)
+    rewards = torch.stack([e.rewards for e in entries]).repeat_interleave(k, 0)  # (B·K, N)
+    embeds = {name: v.repeat_interleave(k, 0) for name, v in bank.prompt_embeddings(prompts).items()}
+    kept_latents, kept_pixels, kept_rewards = [], [], []
+    sigmas, ess_a, ess_b = [], None, None
+    for r in range(rounds):
+        guided = GuidedTransformer(pipe.transformer, latents, rewards, beta, pipe.scheduler.config.num_train_timesteps,
+                                   estimator)
+        view = with_component(pipe, transformer=guided)
+        view.set_progress_bar_config(disable=True)
+        seeds = [seed if (r == 0 and j == 0) else particle_seed(seed, r * k + j) for _ in prompts for j in range(k)]
+        out = view(**embeds, latents=start_noise(view, seeds, bank.settings), output_type="latent",
+                   **bank.settings.pipe_kwargs()).images
+        pixels = decode(pipe, out)
+        got = score(bank.reward, pixels, [p for p in prompts for _ in range(k)])
+        kept_latents.append(out.float().cpu()), kept_pixels.append(pixels), kept_rewards.append(got)
+        if r == 0:
+            sigmas, ess_a, ess_b = guided.sigmas, guided.ess_a, guided.ess_b
+        if r + 1 < rounds:  # iterated tilting: the guided samples join each image's bank
+            latents = torch.cat([latents, out.float().cpu().unsqueeze(1)], 1)
+            rewards = torch.cat([rewards, got.unsqueeze(1)], 1)
+    # (rounds, B·K, ...) -> per prompt, its K·R guided samples; keep the highest reward
+    all_rewards = torch.stack(kept_rewards).reshape(rounds, b, k).permute(1, 0, 2).reshape(b, rounds * k)
+    pick = all_rewards.argmax(1)
+    pixels = torch.stack(kept_pixels).reshape(rounds, b, k, *kept_pixels[0].shape[1:]).permute(1, 0, 2, 3, 4, 5)
+    pixels = pixels.reshape(b, rounds * k, *kept_pixels[0].shape[1:])
+    images = to_images(torch.stack([pixels[i, pick[i]] for i in range(b)]))
     now = time.perf_counter()
-    return FlowResult(images, prompts, rewards, "is", seed, n, beta, seconds=now - start,
-                      bank_seconds=float(sum(e.seconds.sum() for e in entries)), sample_seconds=now - run_start,
-                      sigmas=guided.sigmas, ess_a=guided.ess_a, ess_b=guided.ess_b)
+    first = torch.arange(b) * k  # particle 0 of each prompt: its ESS is the one reported
+    return FlowResult(images, prompts, all_rewards[torch.arange(b), pick], "is", seed, n, beta,
+                      trajectories=n + k * rounds,
+                      estimator={**estimator.describe(), "particles": k, "rounds": rounds},
+                      seconds=now - start, bank_seconds=float(sum(e.seconds.sum() for e in entries)),
+                      sample_seconds=now - run_start, sigmas=sigmas, ess_a=ess_a[:, first], ess_b=ess_b[:, first],
+                      picks=pick.tolist() if k * rounds > 1 else None)
 
 
 def best_of_n(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, reward: str | Reward | None = None,
@@ -187,7 +250,7 @@ def best_of_n(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, rewar
     picks = [int(e.rewards.argmax()) for e in entries]
     images = [to_images(e.pixels[i : i + 1])[0] for e, i in zip(entries, picks)]
     rewards = torch.stack([e.rewards[i] for e, i in zip(entries, picks)])
-    return FlowResult(images, prompts, rewards, "bon", seed, n, seconds=time.perf_counter() - start,
+    return FlowResult(images, prompts, rewards, "bon", seed, n, trajectories=n, seconds=time.perf_counter() - start,
                       bank_seconds=float(sum(e.seconds.sum() for e in entries)), picks=picks)
 
 

@@ -11,16 +11,16 @@ import torch
 from alignment import generate, load_pipeline
 from training.__main__ import main as training_main
 from training.toy_decoder import DecoderTrainConfig, preset_of, run
-from training.toy_models import load_pipeline_for_training
+from training.toy_pipeline import load_pipeline_for_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "toy-sdxl"
 
 
 def test_decoder_trains_alone_resumes_and_exports(tmp_path, monkeypatch):
-    from training import toy_models
+    from training import toy_pipeline
 
-    monkeypatch.setattr(toy_models, "save_slim_clip_tokenizer", None)  # the tokenizers come from init_from
+    monkeypatch.setattr(toy_pipeline, "save_slim_clip_tokenizer", None)  # the tokenizers come from init_from
     cfg = DecoderTrainConfig(init_from=SHIPPED, work=tmp_path / "work", export=tmp_path / "export", steps=2,
                              batch_size=4, lr=1e-3, pool=tmp_path / "pool.npz", pool_size=8, workers=1, save_every=1)
     assert run(cfg) is True

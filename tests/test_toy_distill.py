@@ -11,7 +11,8 @@ import torch
 from alignment import generate, load_pipeline
 from training.__main__ import main as training_main
 from training.toy_distill import DistillConfig, make_pairs, run, sampler_sigmas, student_times, teacher_sample
-from training.toy_models import ScenePool, _accelerator, load_pipeline_for_training, prompt_embeddings
+from training.toy_pipeline import load_pipeline_for_training, prompt_embeddings, toy_accelerator
+from training.toy_pool import ScenePool
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "toy-sd3"
@@ -55,16 +56,16 @@ def test_pairs_use_training_captions_and_resume(tmp_path):
     cfg = _config(tmp_path)
     pipe = load_pipeline_for_training("toy-sd3", SHIPPED)
     data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, 1, "cpu", pipe.tokenizer)
-    pairs = make_pairs(cfg, pipe, data, _accelerator())
+    pairs = make_pairs(cfg, pipe, data, toy_accelerator())
     assert pairs["noise"].shape == pairs["x0"].shape == (6, 16, 16, 16)
     assert pairs["ids"].shape == (6, 77)
     known = {tuple(r) for r in data.token_ids.tolist()} | {tuple(data.empty_ids.tolist())}
     assert all(tuple(r) in known for r in pairs["ids"].tolist())
     assert not torch.equal(pairs["noise"], pairs["x0"])
-    again = make_pairs(cfg, pipe, data, _accelerator())  # read back from work/pairs.pt
+    again = make_pairs(cfg, pipe, data, toy_accelerator())  # read back from work/pairs.pt
     assert torch.equal(again["x0"], pairs["x0"])
     cfg.teacher_steps = 1  # pairs made by another teacher schedule are not reused
-    other = make_pairs(cfg, pipe, data, _accelerator())
+    other = make_pairs(cfg, pipe, data, toy_accelerator())
     assert torch.equal(other["noise"], pairs["noise"]) and not torch.equal(other["x0"], pairs["x0"])
     assert torch.load(cfg.work / "pairs.pt")["teacher_steps"] == 1
 

@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 from alignment import generate, load_pipeline
-from training.toy_models import ScenePool, ToyTrainConfig, load_pipeline_for_training, prompt_embeddings, run
+from training.toy_base import ToyTrainConfig, run
+from training.toy_pipeline import load_pipeline_for_training, prompt_embeddings
+from training.toy_pool import ScenePool
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTIONS = ["a red star on a blue background", "", "huge white cross, cyan background in the top left"]
@@ -75,14 +77,14 @@ def test_pause_at_deadline_saves_state(tmp_path):
 
 def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path, monkeypatch):
     """``--init-from X --fresh-denoiser``: X's VAE (and text encoders, trained on), a new denoiser built from
-    toy_configs, and a resumed run keeps training the new one, not X's. X's tokenizers are copied, so this works
+    toy_architectures, and a resumed run keeps training the new one, not X's. X's tokenizers are copied, so this works
     where open_clip (the vocabulary's other source) is not installed, as on the GPU machine."""
-    from training import toy_configs, toy_models
+    from training import toy_architectures, toy_pipeline
 
     def no_open_clip(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'open_clip'")
 
-    monkeypatch.setattr(toy_models, "save_slim_clip_tokenizer", no_open_clip)
+    monkeypatch.setattr(toy_pipeline, "save_slim_clip_tokenizer", no_open_clip)
 
     shipped = ROOT / "checkpoints" / "toy-sd3"
     cfg = ToyTrainConfig(preset="toy-sd3", work=tmp_path / "work", export=tmp_path / "export", steps=1, batch_size=2,
@@ -94,7 +96,7 @@ def test_fresh_denoiser_keeps_vae_and_text_encoders_and_resumes(tmp_path, monkey
     assert run(cfg) is True
     exported = load_pipeline_for_training("toy-sd3", tmp_path / "export")
     original = load_pipeline_for_training("toy-sd3", shipped)
-    fresh = toy_configs.transformer().config
+    fresh = toy_architectures.transformer().config
     assert all(exported.transformer.config[k] == fresh[k] for k in ("patch_size", "num_layers", "attention_head_dim"))
     a, b = exported.transformer.state_dict(), original.transformer.state_dict()
     assert a.keys() != b.keys() or any(a[k].shape != b[k].shape or not torch.equal(a[k], b[k]) for k in a)
@@ -147,7 +149,7 @@ def test_toy_pickscore_trains_pauses_resumes_and_exports(tmp_path, monkeypatch):
 
 def test_flow_times_mix_uniform_sigmas_into_the_logit_normal():
     """``--uniform-time-share``: 0 keeps SD3's logit-normal (1.4 % of its mass below 0.1); 1 is uniform (10 %)."""
-    from training.toy_models import flow_times
+    from training.toy_base import flow_times
 
     torch.manual_seed(0)
     for share, below in ((0.0, 0.014), (0.5, 0.057), (1.0, 0.1)):
@@ -161,7 +163,7 @@ def test_flow_times_mix_uniform_sigmas_into_the_logit_normal():
 def test_flow_times_logit_mean_moves_the_sigmas_toward_noise():
     """``--logit-mean m``: the sigmas' median is sigmoid(m) (0.5 for SD3's m = 0, 0.82 at the m = 1.5 that trained
     the shipped toy-sd3's last steps)."""
-    from training.toy_models import flow_times
+    from training.toy_base import flow_times
 
     torch.manual_seed(0)
     for mean in (0.0, 1.0, 1.5):
@@ -172,10 +174,10 @@ def test_flow_times_logit_mean_moves_the_sigmas_toward_noise():
 def test_adaln_zero_starts_every_block_as_the_identity():
     """DiT's adaLN-Zero: every modulation is 0, so each joint block passes its image tokens through unchanged and
     the model's first output is 0; the output projection still gets a gradient, so training starts."""
-    from training import toy_configs
+    from training import toy_architectures
 
     torch.manual_seed(0)
-    model = toy_configs.adaln_zero_(toy_configs.transformer())
+    model = toy_architectures.adaln_zero_(toy_architectures.transformer())
     x = torch.randn(2, 16, 16, 16)
     kwargs = dict(timestep=torch.tensor([300.0, 900.0]), encoder_hidden_states=torch.randn(2, 7, 64),
                   pooled_projections=torch.randn(2, 64))
@@ -188,16 +190,16 @@ def test_adaln_zero_starts_every_block_as_the_identity():
     assert torch.equal(pred, torch.zeros_like(pred))
     (pred - x).pow(2).mean().backward()
     assert model.proj_out.weight.grad.abs().sum() > 0
-    # the default initialisation (what loading trained weights needs) is left alone by toy_configs.transformer()
-    assert toy_configs.transformer().proj_out.weight.abs().sum() > 0
+    # the default initialisation (what loading trained weights needs) is left alone by toy_architectures.transformer()
+    assert toy_architectures.transformer().proj_out.weight.abs().sum() > 0
 
 
 def test_adaln_zero_applies_to_a_fresh_toy_sd3_transformer_only(tmp_path, monkeypatch):
     """``--adaln-zero`` initialises the new transformer of ``--fresh-denoiser`` (one step later the modulations,
     whose gradient is still 0, are exactly 0 in the export); anywhere else it is refused before anything runs."""
-    from training import toy_models
+    from training import toy_pipeline
 
-    monkeypatch.setattr(toy_models, "save_slim_clip_tokenizer", None)  # the tokenizers come from init_from
+    monkeypatch.setattr(toy_pipeline, "save_slim_clip_tokenizer", None)  # the tokenizers come from init_from
     for bad in (dict(preset="toy-sd3"), dict(preset="toy-sdxl", fresh_denoiser=True)):
         with pytest.raises(ValueError, match="adaln-zero"):
             ToyTrainConfig(work=tmp_path / "unused", adaln_zero=True, **bad)

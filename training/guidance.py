@@ -19,48 +19,23 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from tqdm import tqdm
 
 from alignment import load_pipeline
 from alignment.diffusion_guidance import consistency_loss, grad_log_h_of, guidance_loss, noised, vp_coefficients
 from alignment.guidance_network import GuidanceNetwork
 
+from .configs import GuidanceTrainConfig
 from .graphed_step import GraphedStep, capturable_adamw, consistency_rows, set_lr
 from .guidance_data import load_cache
-from .toy_models import Progress
+from .loop import TrainingLoop, lr_at
 
 LOG_EVERY = 25  # steps between loss reads (each waits for the GPU)
-
-
-@dataclass
-class GuidanceTrainConfig:
-    cache: Path
-    work: Path
-    export: Path | None = None
-    model: str = "toy-sdxl"
-    size: str = "toy"  # "toy" or "sdxl"
-    steps: int = 20000
-    batch_size: int = 256
-    lr: float = 5e-4
-    beta_range: tuple[float, float] = (0.05, 5.0)
-    eta_range: tuple[float, float] = (0.0, 2.0)
-    seed: int = 0
-    max_minutes: float = 1e9
-    save_every: int = 1000
-    init_from: Path | None = None  # an exported network to continue from (fresh optimiser) when --work is new
-    consistency_fraction: float = 1.0  # L_consistency rows per step (one UNet call each), as a share of the eligible
-    focus: float = 0.0  # share of the rows whose t is one of the sampler's own timesteps (the rest: uniform)
-    consistency_source: str = "unet"  # "unet": call the frozen UNet; "cache": the data step's cached targets
-    readout_steps: int = 0  # the run's first steps regress β·log h onto r at small t (a warm start, see Objective)
-    readout_t_max: int = 50  # the readout's timesteps: uniform in [0, readout_t_max)
-    cuda_graph: bool = True  # on one CUDA process, replay each step from a captured CUDA graph (graphed_step.py)
 
 
 class Objective(torch.nn.Module):
@@ -179,9 +154,10 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     else:
         opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)
     objective, opt = accelerator.prepare(objective, opt)
-    progress = Progress(cfg.work)
-    if (cfg.work / "state").exists():
-        accelerator.load_state(cfg.work / "state")
+    # a replayed graph's loss is read (a host synchronisation) only every LOG_EVERY steps, and at every save
+    loop = TrainingLoop(accelerator, cfg.work, cfg.steps, deadline, name="guidance", save_every=cfg.save_every,
+                        check_every=LOG_EVERY if graphed else 1,
+                        hint="lower --lr or narrow --beta-range, then resume")
     n_train = len(pipe.scheduler.alphas_cumprod)
     preferred = data["preferred"].cpu().numpy()  # rows for L_consistency are chosen on the host
     k_rows = consistency_row_count(cfg.batch_size, float(preferred.mean()), cfg.consistency_fraction)
@@ -203,14 +179,11 @@ def run(cfg: GuidanceTrainConfig) -> bool:
         return loss.detach(), l_g, l_c
 
     step_runner = GraphedStep(train_step, trainable, opt) if graphed else None
-    start = progress.data["step"]
-    if accelerator.is_main_process:
-        print(f"guidance: {n} cached images, reward mean {r_mean:.3f} std {r_std:.3f}, "
-              f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, from step {start}, "
-              f"{k_rows} consistency rows per step, {'CUDA graph' if graphed else 'eager'}")
-    bar = tqdm(total=cfg.steps, initial=start, desc="guidance", disable=not accelerator.is_main_process)
-    step, finished = start, True
-    for step in range(start + 1, cfg.steps + 1):
+    accelerator.print(f"guidance: {n} cached images, reward mean {r_mean:.3f} std {r_std:.3f}, "
+                      f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, from step {loop.step}, "
+                      f"{k_rows} consistency rows per step, {'CUDA graph' if graphed else 'eager'}")
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict]:
         # each process draws its own batch: a pure function of (seed, step, process)
         rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
         idx_host = rng.integers(0, n, cfg.batch_size)
@@ -235,46 +208,22 @@ def run(cfg: GuidanceTrainConfig) -> bool:
             at = (torch.from_numpy(idx_host[rows_host]).to(device),
                   torch.from_numpy(rng.integers(0, data["c_t"].shape[1], len(rows_host))).to(device))
             batch.update(c_xt=data["c_xt"][at], c_t=data["c_t"][at], c_residual=data["c_residual"][at])
-        set_lr(opt, cfg.lr * min(1.0, step / 300) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        set_lr(opt, lr_at(cfg.lr, step, cfg.steps, warmup=300))
         if step_runner is not None:
             loss, l_g, l_c = step_runner(readout, **batch)
         else:
             loss, l_g, l_c = train_step(readout, **batch)
             opt.zero_grad(set_to_none=True)
-        bar.update(1)
-        pause = time.time() > deadline
-        if accelerator.num_processes > 1:
-            if pause:
-                accelerator.set_trigger()
-            pause = accelerator.check_trigger()  # every process stops at the same step, or DDP would hang
-        save = step % cfg.save_every == 0 or pause
-        if save or step == cfg.steps or step % LOG_EVERY == 0 or step_runner is None:  # a read waits for the GPU
-            if not torch.isfinite(loss):  # checked before every save: the saved state is always finite
-                raise FloatingPointError(f"guidance: loss became {loss.item()} at step {step}; lower --lr or narrow "
-                                         "--beta-range, then resume (the last saved state is intact)")
-            if readout:
-                bar.set_postfix(readout=f"{l_g.item():.3f}")
-            else:
-                bar.set_postfix(guidance=f"{l_g.item():.3f}", consistency=f"{l_c.item():.4f}")
-        if save:
-            accelerator.save_state(cfg.work / "state")
-            if accelerator.is_main_process:
-                progress.save(step=step)
-            if pause:
-                finished = False
-                break
-    bar.close()
-    accelerator.wait_for_everyone()
-    if finished:
-        accelerator.save_state(cfg.work / "state")
-        if accelerator.is_main_process:
-            progress.save(step=step, done=True)
-    if cfg.export is not None and accelerator.is_main_process:
+        return loss, ({"readout": l_g} if readout else {"guidance": l_g, "consistency": l_c})
+
+    def export(step: int, finished: bool) -> None:
         net = accelerator.unwrap_model(objective).network
         copy.deepcopy(net).to("cpu", torch.float16).save_pretrained(cfg.export)  # small file; loads as fp32
         (Path(cfg.export) / "training.json").write_text(json.dumps(
             {"step": step, "finished": finished, "cache": str(cfg.cache), "model": cfg.model,
              "batch_size": cfg.batch_size, "processes": accelerator.num_processes, "lr": cfg.lr}, indent=1))
-    accelerator.wait_for_everyone()  # no process may exit (and make the launcher kill the rest) before the export
-    print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
+
+    finished = loop.run(step_fn, export=export if cfg.export is not None else None)
+    accelerator.print(json.dumps({"done": finished, "step": loop.step,
+                                  "minutes": round((time.time() - started) / 60, 2)}))
     return finished

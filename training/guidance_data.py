@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from alignment import load_pipeline
 from alignment.diffusion_guidance import noised, vp_coefficients
 from alignment.rewards import load_reward
 
+from .configs import CacheConfig
 from .preference_data import LoadReport, iter_pairs
 
 FIELDS = ("latents", "prompt_embeds", "text_embeds", "rewards", "preferred")
@@ -35,19 +35,6 @@ FIELDS = ("latents", "prompt_embeds", "text_embeds", "rewards", "preferred")
 # so that training takes L_consistency = ‖(ε_θ − ε) − σ_t ∇log h‖² without calling the UNet (zeros on rows that are
 # not preferred: L_consistency never reads them)
 TARGET_FIELDS = ("c_xt", "c_t", "c_residual")
-
-
-@dataclass
-class CacheConfig:
-    pairs: Path
-    out: Path
-    model: str = "toy-sdxl"
-    reward: str = "toy-pickscore"
-    models: tuple[str, ...] = ()  # keep only images made by these (Pick-a-Pic's model_0/1 columns); () = all
-    chunk: int = 2048
-    batch: int = 256
-    limit: int | None = None
-    consistency_draws: int = 0  # K cached (t, x_t, ε_θ(x_t) − ε) per preferred image; 0 = none
 
 
 def _chunks(source, chunk: int, report: LoadReport, limit: int | None):

@@ -17,7 +17,6 @@ gives the same numbers up to floating-point reduction order. That is how one GPU
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,8 @@ from alignment import load_pipeline
 from alignment.diffusion_guidance import consistency_loss, grad_log_h_of, guidance_loss, noised, vp_coefficients
 from alignment.guidance_network import GuidanceNetwork
 
+from .configs import GuidanceEvalConfig
 from .guidance_data import load_cache
-
-
-@dataclass
-class GuidanceEvalConfig:
-    cache: Path
-    network: Path
-    model: str = "toy-sdxl"
-    betas: tuple[float, ...] = (0.5, 1.0, 2.0)
-    seed: int = 0
-    block: int = 256
-    out: Path | None = None
 
 
 def _block_sums(cfg: GuidanceEvalConfig, b: int, data, network, unet, alphas_cumprod, sampler_t, res) -> dict:

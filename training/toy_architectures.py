@@ -1,4 +1,5 @@
-"""Tiny configurations of the real diffusers / transformers classes, for the toy presets.
+"""The toy presets' architectures: tiny configurations of the real diffusers / transformers classes, freshly
+initialised.
 
 ``toy-sdxl`` mirrors SDXL-Turbo's component classes (UNet2DConditionModel with the ``text_time`` embedding,
 AutoencoderKL with 4 latent channels, CLIPTextModel + CLIPTextModelWithProjection, DPM-Solver++ trailing

@@ -25,73 +25,32 @@ command makes toy-sd3 the same kind of model, in two resumable stages (``--work`
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from alignment.repeated_context import RepeatedContext
 
-from .toy_decoder import preset_of
-from .toy_models import (
+from .configs import DistillConfig
+from .graphed_step import set_lr
+from .loop import EMA, TrainingLoop, apply_gradients, lr_at
+from .toy_base import flow_times
+from .toy_pipeline import (
     Denoiser,
-    Progress,
-    ScenePool,
-    _accelerator,
-    _check_finite,
-    batch_rng,
     export_pipeline,
-    flow_times,
     load_pipeline_for_training,
+    preset_of,
     prompt_embeddings,
     tokenizers,
+    toy_accelerator,
 )
+from .toy_pool import ScenePool, batch_rng
 
 PAIRS_STAGE, STUDENT_STAGE = 4, 5  # batch_rng stage keys, apart from the VAE's (1), denoiser's (2), decoder's (3)
-
-
-@dataclass
-class DistillConfig:
-    init_from: Path  # an exported toy-sd3 pipeline folder: the teacher, and the student's starting point
-    work: Path
-    export: Path | None = None
-    pairs: int = 200_000
-    teacher_steps: int = 16
-    teacher_guidance: float = 4.0
-    student_steps: int = 4
-    steps: int = 8000
-    batch_size: int = 1024
-    lr: float = 2e-4
-    ema_decay: float = 0.999
-    sampler_share: float = 0.5
-    logit_mean: float = 0.0
-    pair_batch: int = 4096
-    seed: int = 0
-    workers: int = 4
-    max_minutes: float = 1e9
-    save_every: int = 1000
-    pool: Path | None = None
-    pool_size: int = 200_000
-
-    def __post_init__(self):
-        self.init_from, self.work = Path(self.init_from), Path(self.work)
-        if not (self.init_from / "transformer" / "config.json").exists():
-            raise FileNotFoundError(f"--init-from {self.init_from}: not an exported SD3-class pipeline folder "
-                                    "(no transformer/config.json)")
-        if min(self.pairs, self.teacher_steps, self.student_steps, self.steps, self.batch_size, self.pair_batch) < 1:
-            raise ValueError("--pairs, --teacher-steps, --student-steps, --steps, --batch-size and --pair-batch must "
-                             "be positive")
-        if not 0.0 <= self.sampler_share <= 1.0:
-            raise ValueError(f"--sampler-share must lie in [0, 1], got {self.sampler_share}")
-        if self.lr <= 0 or self.teacher_guidance < 0:
-            raise ValueError("--lr must be > 0 and --teacher-guidance >= 0")
 
 
 def sampler_sigmas(scheduler_config, steps: int) -> torch.Tensor:
@@ -152,7 +111,7 @@ def make_pairs(cfg: DistillConfig, pipe, data: ScenePool, accelerator) -> dict:
             all_ids.append(ids)
     pairs = {"noise": torch.cat(noises), "x0": torch.cat(samples), "ids": torch.cat(all_ids),
              "teacher_steps": cfg.teacher_steps, "teacher_guidance": cfg.teacher_guidance}
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # every process makes the same pairs; one writes them
         cfg.work.mkdir(parents=True, exist_ok=True)
         torch.save(pairs, path)
     return pairs
@@ -173,83 +132,59 @@ def run(cfg: DistillConfig) -> bool:
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
+    accelerator = toy_accelerator()
     cfg.work.mkdir(parents=True, exist_ok=True)
-    tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
+    with accelerator.main_process_first():
+        tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
     preset = preset_of(cfg.init_from)
     if preset != "toy-sd3":
         raise ValueError(f"--init-from {cfg.init_from}: toy-distill distils SD3-class (flow) pipelines, not {preset}")
     pipe = load_pipeline_for_training(preset, cfg.init_from)
-    accelerator = _accelerator()
     pipe.to(accelerator.device, torch.float32)
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False).eval()
     pipe.transformer.requires_grad_(False)
-    data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
-    folder = cfg.work / "student"
-    progress = Progress(folder)
-    if progress.data["done"] and progress.data["step"] < cfg.steps:
-        progress.save(done=False)  # a larger --steps goes on from the finished run
-    pairs = None if progress.data["done"] else make_pairs(cfg, pipe, data, accelerator)
-    print(f"{preset} distill: pairs ready after {time.time() - started:.0f} s, student from step "
-          f"{progress.data['step']}")
-
+    with accelerator.main_process_first():  # the main process renders and saves the pool, the others load it
+        data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
     model = Denoiser(pipe)  # the text encoders inside are frozen: only the transformer learns
     params = list(pipe.transformer.parameters())
+    ema = EMA(params, cfg.ema_decay)
+    loop = TrainingLoop(accelerator, cfg.work / "student", cfg.steps, deadline, name=f"{preset} student",
+                        save_every=cfg.save_every, ema=ema)
+    pairs = None if loop.done else make_pairs(cfg, pipe, data, accelerator)  # a larger --steps goes on
+    accelerator.print(f"{preset} distill: pairs ready after {time.time() - started:.0f} s, student from step "
+                      f"{loop.step}")
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
-    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4, foreach=True)
     model, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
-    if (folder / "state").exists():
-        accelerator.load_state(folder / "state")
-        ema.to(accelerator.device)
     sampler = sampler_sigmas(pipe.scheduler.config, cfg.student_steps)[:-1]
-    start = progress.data["step"]
-    step, finished = start, True
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"{preset} student", disable=not accelerator.is_main_process)
-    for step in range(start + 1, cfg.steps + 1):
+
+    def step_fn(step: int) -> torch.Tensor:
         rng = batch_rng(cfg.seed, STUDENT_STAGE, step, rank=accelerator.process_index)
         idx = torch.from_numpy(rng.integers(0, pairs["noise"].shape[0], cfg.batch_size)).to(accelerator.device)
         z, x0, ids = pairs["noise"][idx].float(), pairs["x0"][idx].float(), pairs["ids"][idx]
         b = z.shape[0]
         s = student_times(b, sampler, cfg.sampler_share, cfg.logit_mean, z.device).view(b, 1, 1, 1)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        set_lr(opt, lr_at(cfg.lr, step, cfg.steps, warmup=200))
         with accelerator.autocast():
             pred = model((1 - s) * x0 + s * z, s.flatten() * 1000, ids)
             loss = F.mse_loss(pred.float(), z - x0)
-        _check_finite(loss, step, "student")
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ema.step(params)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % cfg.save_every == 0 or time.time() > deadline:
-            accelerator.save_state(folder / "state")
-            progress.save(step=step)
-            if time.time() > deadline and step < cfg.steps:
-                finished = False
-                break
-    bar.close()
-    if finished and not progress.data["done"]:
-        accelerator.save_state(folder / "state")
-        progress.save(step=step, done=True)
-    if cfg.export is not None and accelerator.is_main_process:
-        ema.store(params)
-        ema.copy_to(params)
-        info = json.loads((cfg.init_from / "training.json").read_text()) if (cfg.init_from / "training.json").exists() \
-            else {}
+        apply_gradients(accelerator, loss, opt, clip=params)
+        return loss
+
+    def export(step: int, finished: bool) -> None:
+        record = cfg.init_from / "training.json"
+        info = json.loads(record.read_text()) if record.exists() else {}
         info["distill"] = {
-            "steps": progress.data["step"], "finished": finished, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "steps": step, "finished": finished, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "pairs": cfg.pairs, "teacher_steps": cfg.teacher_steps, "teacher_guidance": cfg.teacher_guidance,
             "student_steps": cfg.student_steps, "sampler_share": cfg.sampler_share, "logit_mean": cfg.logit_mean,
             "note": "reflow on the teacher's guided samples (python -m training toy-distill)"}
         export_pipeline(pipe, cfg.export, cfg.work, **info)
-        ema.restore(params)
-    print(json.dumps({"preset": preset, "student_step": progress.data["step"], "done": finished,
-                      "minutes": round((time.time() - started) / 60, 2)}))
+
+    finished = loop.run(step_fn, export=export if cfg.export is not None else None)
+    accelerator.print(json.dumps({"preset": preset, "student_step": loop.step, "done": finished,
+                                  "minutes": round((time.time() - started) / 60, 2)}))
     return finished

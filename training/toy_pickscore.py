@@ -16,22 +16,23 @@ pairs never show. Both stages resume from their saved state (``--work``) and sto
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
-from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from .clip_tokenizer import save_slim_clip_tokenizer
+from .configs import PickScoreTrainConfig
+from .graphed_step import set_lr
+from .loop import TrainingLoop, apply_gradients, lr_at
 from .preference_data import LoadReport, iter_pairs
-from .toy_models import Progress, ScenePool, _accelerator, batch_rng
+from .toy_pipeline import toy_accelerator
+from .toy_pool import ScenePool, batch_rng
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -65,25 +66,6 @@ def new_processor(work: Path, source: Path | None = None) -> CLIPProcessor:
     images = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64},
                                 image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
     return CLIPProcessor(image_processor=images, tokenizer=CLIPTokenizer.from_pretrained(folder))
-
-
-@dataclass
-class PickScoreTrainConfig:
-    work: Path
-    pairs: Path
-    export: Path | None = None
-    pool: Path | None = None
-    pool_size: int = 100_000
-    pretrain_steps: int = 3000
-    steps: int = 3000
-    batch_size: int = 512  # images per contrastive batch; pairs per preference batch is half of it
-    lr: float = 1e-3
-    clip_weight: float = 0.2
-    seed: int = 0
-    workers: int = 8
-    max_minutes: float = 1e9
-    save_every: int = 500
-    init_from: Path | None = None  # an exported toy-pickscore folder to continue from (fresh optimiser)
 
 
 class PairSet:
@@ -141,41 +123,38 @@ def preference_loss(image_0, image_1, text, scale, labels) -> torch.Tensor:
 
 
 def run(cfg: PickScoreTrainConfig) -> bool:
-    """Train (or resume) both stages; export when both are done. True when done."""
+    """Train (or resume) both stages; export (a paused run too, marked unfinished). True when done."""
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
-    accelerator = _accelerator()
+    accelerator = toy_accelerator()
     device = accelerator.device
-    processor = new_processor(cfg.work, cfg.init_from)
+    with accelerator.main_process_first():
+        processor = new_processor(cfg.work, cfg.init_from)
     model = (CLIPModel.from_pretrained(cfg.init_from, dtype=torch.float32) if cfg.init_from is not None
              else CLIPModel(clip_config()))
     scorer = Scorer(model)
     opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.lr, weight_decay=0.05)
     scorer, opt = accelerator.prepare(scorer, opt)
-    progress = Progress(cfg.work)
-    if (cfg.work / "state").exists():
-        accelerator.load_state(cfg.work / "state")
+    total = cfg.pretrain_steps + cfg.steps
+    loop = TrainingLoop(accelerator, cfg.work, total, deadline, name="toy-pickscore", save_every=cfg.save_every,
+                        hint="lower --lr and resume")
     if cfg.pool is not None and cfg.pool.exists():
         pool = ScenePool.load(cfg.pool, device, processor.tokenizer)
     else:
         pool = ScenePool.render(cfg.pool_size, cfg.seed + 1, cfg.workers, device, processor.tokenizer)
     pairs = None  # read when the preference stage starts, so pretraining can run while the pairs are made
-    total = cfg.pretrain_steps + cfg.steps
-    start = progress.data["step"]
-    bar = tqdm(total=total, initial=start, desc="toy-pickscore", disable=not accelerator.is_main_process)
-    step, finished = start, True
-    for step in range(start + 1, total + 1):
+
+    def step_fn(step: int) -> tuple[torch.Tensor, dict]:
+        nonlocal pairs
         rng = batch_rng(cfg.seed, step, rank=accelerator.process_index)
-        lr = cfg.lr * min(1.0, step / 200) * 0.5 * (1 + math.cos(math.pi * step / total))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr_at(cfg.lr, step, total, warmup=200))
         idx = torch.from_numpy(rng.integers(0, len(pool), cfg.batch_size)).to(device)
         ids = pool.token_ids[idx]
         with accelerator.autocast():
             image, text, scale = scorer(pixels(pool.images[idx]), ids)
             loss = contrastive_loss(image.float(), text.float(), scale.float(), ids)
-            metrics = {"clip": loss.item()}
+            logs = {"clip": loss.detach()}
             if step > cfg.pretrain_steps:
                 pairs = pairs or PairSet(cfg.pairs, processor.tokenizer, device)
                 j = torch.from_numpy(rng.integers(0, len(pairs), cfg.batch_size // 2)).to(device)
@@ -184,33 +163,20 @@ def run(cfg: PickScoreTrainConfig) -> bool:
                 pref = preference_loss(image_p[0::2].float(), image_p[1::2].float(), text_p[0::2].float(),
                                        scale_p.float(), pairs.labels[j])
                 loss = pref + cfg.clip_weight * loss
-                metrics["pref"] = pref.item()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"toy-pickscore: loss became {loss.item()} at step {step}; "
-                                     "lower --lr and resume")
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(scorer.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+                logs["pref"] = pref.detach()
+        apply_gradients(accelerator, loss, opt, clip=scorer.parameters())
         with torch.no_grad():  # CLIP clamps the temperature at 100
             accelerator.unwrap_model(scorer).model.logit_scale.clamp_(0, float(np.log(100)))
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()})
-        if step % cfg.save_every == 0 or time.time() > deadline:
-            accelerator.save_state(cfg.work / "state")
-            progress.save(step=step)
-            if time.time() > deadline:
-                finished = False
-                break
-    bar.close()
-    if finished:
-        accelerator.save_state(cfg.work / "state")
-        progress.save(step=step, done=True)
-    if cfg.export is not None and accelerator.is_main_process:  # a paused run exports too, marked unfinished
+        return loss, logs
+
+    def export_scorer(step: int, finished: bool) -> None:
         source = {} if cfg.init_from is None else {"init_from": str(cfg.init_from)}
         export(accelerator.unwrap_model(scorer).model, processor, cfg.export, cfg.work, step=step, finished=finished,
                **source)
-    print(json.dumps({"done": finished, "step": step, "minutes": round((time.time() - started) / 60, 2)}))
+
+    finished = loop.run(step_fn, export=export_scorer if cfg.export is not None else None)
+    accelerator.print(json.dumps({"done": finished, "step": loop.step,
+                                  "minutes": round((time.time() - started) / 60, 2)}))
     return finished
 
 

@@ -20,7 +20,7 @@ import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
-from .defaults import ESTIMATORS
+from .defaults import ESTIMATORS, FLOW_BETA, FLOW_ESTIMATOR, FLOW_N
 from .flow_guidance import PAPER, Estimator, accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
@@ -182,16 +182,16 @@ def check_count(value, name: str, top: int) -> int:
     return value
 
 
-def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = 8, beta: float = 1.0,
+def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = FLOW_N, beta: float = FLOW_BETA,
               reward: str | Reward | None = None, bank: SampleBank | None = None, preset: Preset | None = None,
               steps: int | None = None, guidance_scale: float | None = None,
-              estimator: Estimator | str | dict | None = "paper", particles: int = 1,
+              estimator: Estimator | str | dict | None = FLOW_ESTIMATOR, particles: int = 1,
               rounds: int = 1) -> FlowResult:
     """One reward-aligned image per prompt: the pipeline run from ``seed``'s noise with its transformer wrapped by
     ``GuidedTransformer`` over the (prompt, seed) bank of ``n`` samples, at temperature ``beta``.
 
-    ``estimator``: the estimator's options (``"paper"``: the paper's exact form; ``"tuned"``: the project's
-    default, see ``alignment.defaults``). ``particles`` K > 1 runs K guided trajectories (particle 0 from the seed's
+    The defaults (``n``, ``beta``, ``estimator``) are ``alignment.defaults``'. ``estimator``: the estimator's
+    options (``"tuned"``: the project's default; ``"paper"``: the paper's exact form; or an ``Estimator``). ``particles`` K > 1 runs K guided trajectories (particle 0 from the seed's
     noise, the others from their own) and returns the one with the highest reward: a hybrid of guidance and best-of-K.
     ``rounds`` R > 1 is iterated tilting: after each round its guided samples join the bank (for this call) and
     the next round's particles are guided by the grown bank. Cost: N + K·R trajectories per image.

@@ -65,8 +65,8 @@ FORMULA = '=HYPERLINK("http://example.com","click") a red star'
 LONG = (PROMPT + " ") * 313  # 10,000 characters
 CRLF = "a red star\r\non a\rblue\n\rbackground"
 NAN, INF = float("nan"), float("inf")
-EXPLORE = ["toy-sdxl", PROMPT, 0, 0.5, 1.0, 1.0, 8]  # model, prompt, seed, β, η, α, N
-EXPLORE_FLOW = ["toy-sd3", PROMPT, 0, 0.5, 1.0, 1.0, 4]
+EXPLORE = ["toy-sdxl", PROMPT, 0, 0.5, 1.0, 1.0, 8, "tuned"]  # model, prompt, seed, β, η, α, N, estimator
+EXPLORE_FLOW = ["toy-sd3", PROMPT, 0, 0.5, 1.0, 1.0, 4, "tuned"]
 PAIRING = "baseline vs aligned"
 
 # prompts: (value, accepted by the studio?)
@@ -442,10 +442,10 @@ class Run:
         row, _ = self.http("Gradio protocol `queue/join`", f"an event id that does not exist (fn_index {index})",
                            None, [None], fn_index=index)
         row.outside = outside
-        row, _ = self.http("Gradio protocol `queue/join` · explore", "too few inputs (2 of 7)", "explore",
+        row, _ = self.http("Gradio protocol `queue/join` · explore", "too few inputs (2 of 8)", "explore",
                            ["toy-sdxl", PROMPT])
         row.outside = outside
-        self.http("Gradio protocol `queue/join` · explore", "too many inputs (9 of 7)", "explore", [*EXPLORE, 1, 2])
+        self.http("Gradio protocol `queue/join` · explore", "too many inputs (10 of 8)", "explore", [*EXPLORE, 1, 2])
         before = self.db.counts()
         with httpx.Client(timeout=60) as client:  # its own connection: the server drops it after a 500
             response = client.post(self.page.api + "call/vote_maybe", json={"data": [None]})

@@ -119,7 +119,7 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
                 session = uuid.uuid4().hex[:11]
 
                 def explore(prompt, seed, beta, model=model, session=session, index=fn_index):
-                    data = [model, prompt, seed, beta, 1.0, 1.0, n]
+                    data = [model, prompt, seed, beta, 1.0, 1.0, n, "tuned"]
                     # the slider's event also reads the page's state (None: the server keeps it per session)
                     queue_call(client, api, index, data + [None] * (index == release_index), session)
 

@@ -1,11 +1,11 @@
 """What the studio generates, and what it keeps so that a slider never redoes cached work. Plain Python, no Gradio.
 
     engine = Engine()                                         # toy presets on CPU (or StudioSettings.from_env())
-    view = engine.explore("toy-sdxl", "a red star on a blue background", seed=0, beta=0.5, eta=1.0, alpha=1.0)
+    view = engine.explore("toy-sdxl", "a red star on a blue background", seed=0)   # the defaults: alignment.defaults
     view.baseline.image, view.baseline.rewards, view.aligned.image, view.aligned.rewards
-    view = engine.explore("toy-sd3", "a red star on a blue background", seed=0, beta=0.5, n=8)
+    view = engine.explore("toy-sd3", "a red star on a blue background", seed=0, beta=0.3, n=8, estimator="paper")
     view.best_of_n, view.ess                                  # flow: best-of-N from the same bank, ESS per step
-    panel = engine.render(Config("toy-sd3", "is", {"beta": 0.5, "n": 8}), prompt, seed)   # one arena image
+    panel = engine.render(Config.of("toy-sd3", "is", beta=0.3, n=8), prompt, seed)   # one arena image
 
 Caches (least recently used dropped): pipelines, rewards and guidance networks per model; the baseline per
 (model, prompt, seed); every aligned image per (model, prompt, seed, knobs); and for flow models one
@@ -42,6 +42,21 @@ DEFAULT_MAX_N = 64  # bank size the page offers on CPU; STUDIO_MAX_N raises it o
 METHODS = {"diffusion": ("baseline", "guided"), "flow": ("baseline", "is", "bon")}
 METHOD_NAMES = {"baseline": "Baseline", "guided": "Aligned (guidance network)", "is": "Aligned (importance-sampled)",
                 "bon": "Best-of-N"}
+# An "is" configuration names the estimator by its options; absent options are the paper's (Estimator()).
+ESTIMATOR_KNOBS = ("tau", "scale", "sigma_min", "sigma_max", "damping")
+PARTICLE_KNOBS = ("particles", "rounds")
+
+
+def estimator_knobs(name: str) -> dict:
+    """The knobs of a named estimator setting (``alignment.defaults.ESTIMATORS``): only those that differ from
+    the paper's, so the paper's configuration stays ``{beta, n}``."""
+    from alignment.defaults import ESTIMATORS
+    from alignment.flow_guidance import PAPER
+
+    if name not in ESTIMATORS:
+        raise ValueError(f"the estimator must be one of {', '.join(sorted(ESTIMATORS))}, not {name!r:.40}")
+    chosen, paper = ESTIMATORS[name].describe(), PAPER.describe()
+    return {k: v for k, v in chosen.items() if v != paper[k]}
 
 Progress = Callable[[float, str], None]
 
@@ -379,7 +394,8 @@ class Engine:
             raise ValueError(f"{model} is a {family} model: its methods are {', '.join(METHODS[family])}, "
                              f"not {config.method!r:.40}")
         knobs = config.config
-        allowed = {"baseline": set(), "guided": {"beta", "eta", "alpha"}, "is": {"beta", "n"}, "bon": {"n"}}
+        allowed = {"baseline": set(), "guided": {"beta", "eta", "alpha"},
+                   "is": {"beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS}, "bon": {"n"}}
         if set(knobs) - allowed[config.method]:
             raise ValueError(f"unknown settings {sorted(set(knobs) - allowed[config.method])} for {config.method}")
         out = {}
@@ -393,7 +409,18 @@ class Engine:
                                      "trained for)")
             out["alpha"] = check_range(knobs.get("alpha", 1.0), "α (guidance strength)", 0.0, 20.0)
         if config.method == "is":
+            from alignment.flow_guidance import Estimator
+
             out["beta"] = check_range(knobs.get("beta", 1.0), "β", 1e-3, 1e3)
+            options = {k: _number(knobs[k], k) for k in ESTIMATOR_KNOBS if k in knobs}
+            Estimator(**options)  # a ValueError that names a bad option
+            out.update(options)
+            for k in PARTICLE_KNOBS:
+                if k in knobs:
+                    number = _number(knobs[k], k)
+                    if not number.is_integer() or not 1 <= number <= 16:
+                        raise ValueError(f"{k} must be a whole number from 1 to 16, not {knobs[k]!r:.40}")
+                    out[k] = int(number)
         if config.method in ("is", "bon"):
             out["n"] = check_n(knobs.get("n", 8), self.settings.max_n)
         return Config.of(model, config.method, **out)
@@ -460,7 +487,12 @@ class Engine:
                 self._fill_bank(config.model, prompt, seed, knobs["n"], progress)
                 bank = self.bank(config.model)
                 if config.method == "is":
-                    result = sample_is(pipe, prompt, seed=seed, n=knobs["n"], beta=knobs["beta"], bank=bank)
+                    from alignment.flow_guidance import Estimator
+
+                    estimator = Estimator(**{k: knobs[k] for k in ESTIMATOR_KNOBS if k in knobs})
+                    result = sample_is(pipe, prompt, seed=seed, n=knobs["n"], beta=knobs["beta"], bank=bank,
+                                       estimator=estimator, particles=knobs.get("particles", 1),
+                                       rounds=knobs.get("rounds", 1))
                     extras = dict(ess=[float(e) for e in result.ess_b[:, 0]],
                                   ess_posterior=[float(e) for e in result.ess_a[:, 0]], sigmas=list(result.sigmas))
                     seconds = result.sample_seconds
@@ -489,7 +521,7 @@ class Engine:
         key = (model, prompt, seed)
         self._filled.put(key, max(n, self._filled.get(key) or 0))
 
-    def quick(self, model: str, prompt: str, seed, n=8) -> bool:
+    def quick(self, model: str, prompt: str, seed, n=None) -> bool:
         """Whether ``explore`` will answer quickly: a diffusion model, or a flow model whose bank for (prompt, seed)
         already holds ``n`` samples (so only the guided trajectory is left to run)."""
         try:
@@ -497,8 +529,10 @@ class Engine:
 
             if self.family(model) == "diffusion":
                 return True
+            from alignment.defaults import FLOW_N
+
             key = (model, check_prompt(prompt), check_seed(seed))
-            return (self._filled.get(key) or 0) >= check_n(n, self.settings.max_n)
+            return (self._filled.get(key) or 0) >= check_n(FLOW_N if n is None else n, self.settings.max_n)
         except ValueError:
             return True  # explore will say what is wrong, at once
 
@@ -508,19 +542,25 @@ class Engine:
 
         return self._baseline(self._check_model(model), check_prompt(prompt), check_seed(seed))
 
-    def explore(self, model: str, prompt: str, seed, *, beta=0.5, eta=1.0, alpha=1.0, n=8,
+    def explore(self, model: str, prompt: str, seed, *, beta=None, eta=None, alpha=None, n=None, estimator=None,
                 progress: Progress | None = None) -> ExploreView:
-        """Baseline and aligned side by side (plus best-of-N and the ESS for flow), from the caches when possible."""
-        from alignment import check_prompt
+        """Baseline and aligned side by side (plus best-of-N and the ESS for flow), from the caches when possible.
+        Knobs left out take the defaults of ``alignment.defaults`` for the model's family; ``estimator`` names a
+        flow estimator setting (``"tuned"``, ``"paper"``)."""
+        from alignment import check_prompt, defaults
 
         start = time.perf_counter()
         prompt, seed = check_prompt(prompt), check_seed(seed)
         family = self.family(model)
         notes: list[str] = []
         if family == "diffusion":
-            aligned = Config.of(model, "guided", beta=beta, eta=eta, alpha=alpha)
+            aligned = Config.of(model, "guided", beta=defaults.DIFFUSION_BETA if beta is None else beta,
+                                eta=defaults.DIFFUSION_ETA if eta is None else eta,
+                                alpha=defaults.DIFFUSION_ALPHA if alpha is None else alpha)
         else:
-            aligned = Config.of(model, "is", beta=beta, n=n)
+            aligned = Config.of(model, "is", beta=defaults.FLOW_BETA if beta is None else beta,
+                                n=defaults.FLOW_N if n is None else n,
+                                **estimator_knobs(defaults.FLOW_ESTIMATOR if estimator is None else estimator))
         missing = self.available(aligned)
         if missing is not None:
             notes.append(missing)
@@ -567,12 +607,14 @@ def tilt_collapse(ess_b: list[float], ess_a: list[float], floor: float = 1.5) ->
 
 
 def _knob_text(config: Config) -> str:
-    symbols = {"beta": "β", "eta": "η", "alpha": "α", "n": "N"}
-    return " ".join(f"{symbols[k]}={v:g}" for k, v in config.knobs)
+    from .store import LABEL_KEYS
+
+    return " ".join(f"{LABEL_KEYS[k]}={v:g}" for k, v in config.knobs)
 
 
 def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
     """Baseline and aligned configurations of each model (the arena's list)."""
+    from alignment import defaults
     from alignment.presets import find_preset
 
     configs = []
@@ -581,8 +623,12 @@ def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
         family = preset.family if preset else None
         configs.append(Config.of(model, "baseline"))
         if family == "diffusion":
-            configs += [Config.of(model, "guided", alpha=1.0, beta=0.5, eta=1.0),
-                        Config.of(model, "guided", alpha=1.0, beta=0.2, eta=1.0)]
-        elif family == "flow":
-            configs += [Config.of(model, "is", beta=0.5, n=8), Config.of(model, "bon", n=8)]
+            configs += [Config.of(model, "guided", alpha=defaults.DIFFUSION_ALPHA, beta=defaults.DIFFUSION_BETA,
+                                  eta=defaults.DIFFUSION_ETA),
+                        Config.of(model, "guided", alpha=1.0, beta=0.5, eta=1.0)]
+        elif family == "flow":  # the tuned and the paper's estimator, and best-of-N at the same compute (N + 1)
+            configs += [Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N,
+                                  **estimator_knobs(defaults.FLOW_ESTIMATOR)),
+                        Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N),
+                        Config.of(model, "bon", n=defaults.FLOW_N + 1)]
     return configs

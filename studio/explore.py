@@ -25,7 +25,19 @@ EXAMPLES = [
     ["pink ring, cyan background", 3],
     ["a purple triangle on an orange background", 4],
 ]
-DEFAULTS = dict(beta=0.5, eta=1.0, alpha=1.0, n=8)
+ESTIMATOR_CHOICES = [("tuned (the project's default)", "tuned"), ("paper (the paper's exact estimator)", "paper")]
+
+
+def defaults_for(family: str) -> dict:
+    """The sliders' starting values for a model family: ``alignment.defaults``, the settings that won the
+    compute-matched evaluation."""
+    from alignment import defaults
+
+    if family == "diffusion":
+        return dict(beta=defaults.DIFFUSION_BETA, eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA,
+                    n=defaults.FLOW_N, estimator=defaults.FLOW_ESTIMATOR)
+    return dict(beta=defaults.FLOW_BETA, eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA,
+                n=defaults.FLOW_N, estimator=defaults.FLOW_ESTIMATOR)
 
 
 @functools.cache
@@ -85,10 +97,11 @@ def caption(panel) -> str:
     return panel.caption() if panel is not None else ""
 
 
-def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progress=None):
+def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
     """The tab's outputs: baseline image and caption, aligned image and caption, best-of-N image and caption, the
     ESS figure and the summary. Notes (a missing network, a degenerate bank) also pop up as warnings."""
-    view = engine.explore(model, prompt, seed, beta=beta, eta=eta, alpha=alpha, n=n, progress=progress)
+    view = engine.explore(model, prompt, seed, beta=beta, eta=eta, alpha=alpha, n=n, estimator=estimator,
+                          progress=progress)
     for note in view.notes:
         gr.Warning(note)
     return (view.baseline.image, caption(view.baseline),
@@ -97,14 +110,15 @@ def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progre
             ess_figure(view), describe(view))
 
 
-def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, progress=None):
+def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
     """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
     shown at once and the rest follows; otherwise one answer. Last, what the page now shows (see ``shown_key``)."""
     if not engine.quick(model, prompt, seed, n):
         panel = engine.baseline(model, prompt, seed)
         yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…",
                gr.skip())
-    yield *run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress), shown_key(model, prompt, seed, n)
+    yield (*run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress),
+           shown_key(model, prompt, seed, n))
 
 
 def shown_key(model, prompt, seed, n) -> tuple:
@@ -112,12 +126,13 @@ def shown_key(model, prompt, seed, n) -> tuple:
     return (model, prompt, seed, n)
 
 
-def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown, progress=None) -> tuple:
+def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown, estimator=None,
+                 progress=None) -> tuple:
     """A slider moved: ``run_explore`` as one answer, not a stream (a streaming handler costs Gradio a second round
     through its queue, ~5 ms), without the baseline and best-of-N images when they are the ones on the page
     (``shown``), so the browser does not fetch them again (on the server this saves only ~2 ms: Gradio builds a
     component for every skipped output)."""
-    out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, progress))
+    out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress))
     key = shown_key(model, prompt, seed, n)
     if shown is not None and tuple(shown[:3]) == key[:3]:
         out[0] = gr.skip()
@@ -127,14 +142,16 @@ def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown
 
 
 def family_controls(engine: Engine, model):
-    """Show η and α for diffusion models, N and best-of-N for flow models."""
+    """Show η and α for diffusion models, N, the estimator and best-of-N for flow models; β starts at the family's
+    default."""
     try:
         family = engine.family(model)
     except Exception:  # noqa: BLE001 - an unknown model keeps the diffusion layout; Generate reports it
         family = "diffusion"
     diffusion = family == "diffusion"
     return (gr.update(visible=diffusion), gr.update(visible=diffusion), gr.update(visible=not diffusion),
-            gr.update(visible=not diffusion), gr.update(visible=not diffusion), family_text(family))
+            gr.update(visible=not diffusion), gr.update(visible=not diffusion), family_text(family),
+            gr.update(value=defaults_for(family)["beta"]), gr.update(visible=not diffusion))
 
 
 def family_text(family: str) -> str:
@@ -142,7 +159,8 @@ def family_text(family: str) -> str:
         return ("**diffusion** model: the aligned image follows the trained guidance network at β and η, with "
                 "strength α.")
     return ("**flow** model: the aligned image follows importance-sampled guidance over a bank of N baseline "
-            "samples at temperature β; best-of-N comes free from the same bank.")
+            "samples at temperature β (the tuned estimator, or the paper's exact one); best-of-N comes free from the "
+            "same bank.")
 
 
 def _first_family(engine: Engine, model: str) -> str:
@@ -158,14 +176,14 @@ def build_explore(engine: Engine) -> None:
 
     @gpu
     @page_errors
-    def explore(model, prompt, seed, beta, eta, alpha, n, progress=gr.Progress()):
-        yield from explore_steps(engine, model, prompt, seed, beta, eta, alpha, n,
+    def explore(model, prompt, seed, beta, eta, alpha, n, estimator="tuned", progress=gr.Progress()):
+        yield from explore_steps(engine, model, prompt, seed, beta, eta, alpha, n, estimator,
                                  progress=lambda f, desc: progress(f, desc=desc))
 
     @gpu
     @page_errors
-    def retune(model, prompt, seed, beta, eta, alpha, n, shown, progress=gr.Progress()):
-        return retune_steps(engine, model, prompt, seed, beta, eta, alpha, n, shown,
+    def retune(model, prompt, seed, beta, eta, alpha, n, estimator, shown, progress=gr.Progress()):
+        return retune_steps(engine, model, prompt, seed, beta, eta, alpha, n, shown, estimator,
                             progress=lambda f, desc: progress(f, desc=desc))
 
     with gr.Row():
@@ -178,16 +196,19 @@ def build_explore(engine: Engine) -> None:
             dice = gr.Button("🎲 random seed", size="sm")
     first = _first_family(engine, models[0])
     diffusion = first == "diffusion"
+    start = defaults_for(first)
     family_md = gr.Markdown(family_text(first), elem_id="explore-family")
     with gr.Row():
-        beta = Slider(0.05, 5.0, value=DEFAULTS["beta"], step=0.05,
+        beta = Slider(0.05, 5.0, value=start["beta"], step=0.05,
                       label="β (temperature: small = strong alignment)", elem_id="explore-beta")
-        eta = Slider(0.0, 2.0, value=DEFAULTS["eta"], step=0.1, label="η (consistency weight)", visible=diffusion,
+        eta = Slider(0.0, 2.0, value=start["eta"], step=0.1, label="η (consistency weight)", visible=diffusion,
                      elem_id="explore-eta")
-        alpha = Slider(0.0, 5.0, value=DEFAULTS["alpha"], step=0.1, label="α (guidance strength)",
+        alpha = Slider(0.0, 5.0, value=start["alpha"], step=0.1, label="α (guidance strength)",
                        visible=diffusion, elem_id="explore-alpha")
-        n = Slider(1, engine.settings.max_n, value=DEFAULTS["n"], step=1, label="N (bank size)",
+        n = Slider(1, engine.settings.max_n, value=start["n"], step=1, label="N (bank size)",
                    visible=not diffusion, elem_id="explore-n")
+        estimator = gr.Radio(ESTIMATOR_CHOICES, value=start["estimator"], label="Estimator", visible=not diffusion,
+                             elem_id="explore-estimator")
     generate = gr.Button("Generate", variant="primary", elem_id="explore-generate")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):
@@ -207,7 +228,7 @@ def build_explore(engine: Engine) -> None:
     gr.Examples(EXAMPLES, inputs=[prompt, seed], label="Example prompts")
 
     shown = gr.State(None)  # (model, prompt, seed, N) of the baseline and best-of-N images on the page
-    inputs = [model, prompt, seed, beta, eta, alpha, n]
+    inputs = [model, prompt, seed, beta, eta, alpha, n, estimator]
     outputs = [base_img, base_md, aligned_img, aligned_md, bon_img, bon_md, ess_plot, info, shown]
     common = dict(fn=explore, inputs=inputs, outputs=outputs, concurrency_id="models", concurrency_limit=1)
     generate.click(api_name="explore", **common)
@@ -215,7 +236,9 @@ def build_explore(engine: Engine) -> None:
     for slider in (beta, eta, alpha, n):
         slider.release(api_name=False, trigger_mode="always_last", show_progress="minimal",
                        **{**common, "fn": retune, "inputs": [*inputs, shown]})
+    estimator.input(api_name=False, trigger_mode="always_last", show_progress="minimal",
+                     **{**common, "fn": retune, "inputs": [*inputs, shown]})
     dice.click(lambda: random.randrange(MAX_SEED + 1), outputs=seed, api_name=False, queue=False).then(
         api_name=False, **common)
-    controls = [eta, alpha, n, bon_col, ess_plot, family_md]
+    controls = [eta, alpha, n, bon_col, ess_plot, family_md, beta, estimator]
     model.change(lambda m: family_controls(engine, m), inputs=model, outputs=controls, api_name=False, queue=False)

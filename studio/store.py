@@ -46,7 +46,8 @@ from .schema import CHOICES, Base, Comparison, Generation, Prompt, Session, Vote
 T = TypeVar("T")
 MAX_PROMPT_CHARS = 2000  # the same rule as alignment.sampling.check_prompt (tests hold them equal)
 MAX_SEED = 2**31 - 1
-LABEL_KEYS = {"beta": "β", "eta": "η", "alpha": "α", "n": "N"}
+LABEL_KEYS = {"beta": "β", "eta": "η", "alpha": "α", "n": "N", "tau": "τ", "scale": "λ", "sigma_min": "σmin",
+              "sigma_max": "σmax", "damping": "κ", "particles": "K", "rounds": "R"}
 
 
 class StoreError(RuntimeError):

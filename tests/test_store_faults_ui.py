@@ -20,7 +20,7 @@ from studio.store import Store
 
 CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
 PAIR = [None, PROMPT, "baseline vs aligned", [c.label for c in CONFIGS]]
-EXPLORE = ["toy-sdxl", PROMPT, 3, 0.5, 1.0, 1.0, 8]
+EXPLORE = ["toy-sdxl", PROMPT, 3, 0.5, 1.0, 1.0, 8, "tuned"]
 NOT_SAVED = "can't be written right now (read-only, full or unreachable); nothing was saved. Generation still works."
 
 

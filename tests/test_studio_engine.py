@@ -122,7 +122,7 @@ def test_configs_check_and_label(studio_engine):
     with pytest.raises(ValueError, match="unknown settings"):
         studio_engine.check(Config.of("toy-sdxl", "baseline", beta=0.5))
     labels = [c.label for c in default_arena_configs()]
-    assert "toy-sdxl · baseline" in labels and "toy-sd3 · bon · N=8" in labels and len(set(labels)) == len(labels)
+    assert "toy-sdxl · baseline" in labels and "toy-sd3 · bon · N=9" in labels and len(set(labels)) == len(labels)
 
 
 def test_render_of_every_arena_config(studio_engine):

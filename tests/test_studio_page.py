@@ -94,9 +94,9 @@ def test_before_the_vote_nothing_names_a_configuration_then_the_vote_reveals(ser
 
 def test_bad_input_comes_back_as_a_sentence(served):
     demo, _ = served
-    output, _ = call(demo, "explore", ["toy-sdxl", "", 0, 0.5, 1.0, 1.0, 8], uuid.uuid4().hex[:11])
+    output, _ = call(demo, "explore", ["toy-sdxl", "", 0, 0.5, 1.0, 1.0, 8, "tuned"], uuid.uuid4().hex[:11])
     assert not output["success"] and "The prompt is empty" in output["output"]["error"]
-    output, _ = call(demo, "explore", ["toy-sdxl", PROMPT, 0, 4.9, 1.0, 1.0, 8], uuid.uuid4().hex[:11])
+    output, _ = call(demo, "explore", ["toy-sdxl", PROMPT, 0, 4.9, 1.0, 1.0, 8, "tuned"], uuid.uuid4().hex[:11])
     assert output["success"]  # the slider's maximum is a valid β
     output, _ = call(demo, "arena_pair", [None, PROMPT, "any two of the list", ["nope"]], uuid.uuid4().hex[:11])
     assert not output["success"] and "nope" in output["output"]["error"]  # not one of the page's configurations

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from training import configs
-from training.__main__ import CONFIG_COMMANDS, build_parser, main
+from training.__main__ import CONFIG_COMMANDS, PAUSED, build_parser, main
 from training.options import config_from
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_every_option_keeps_its_name_and_default(command):
     required = [o for o, d in OPTIONS[command].items() if d is REQUIRED]
     assert sorted(o for o, a in actions.items() if a.required) == sorted(required)
     argv = [command] + [x for o in required for x in (o, REQUIRED_VALUES.get(o, "some/path"))]
-    cls = next(c for name, c, _ in CONFIG_COMMANDS if name == command)
+    cls = next(c for name, c, _, _ in CONFIG_COMMANDS if name == command)
     cfg = config_from(cls, build_parser().parse_args(argv))
     for option, default in OPTIONS[command].items():
         if default is not REQUIRED:
@@ -86,12 +86,16 @@ def test_help_shows_the_dataclass_defaults(capsys):
 
 def test_main_hands_the_config_to_the_trainer_and_says_when_it_paused(monkeypatch):
     import training.guidance_eval
+    import training.toy_base
     import training.toy_pickscore
 
     seen = []
     monkeypatch.setattr(training.toy_pickscore, "run", lambda cfg: seen.append(cfg) or False)
-    assert main(["toy-pickscore", "--pairs", "p", "--work", "w", "--steps", "5"]) == 3
+    assert main(["toy-pickscore", "--pairs", "p", "--work", "w", "--steps", "5"]) == PAUSED == 3
     assert seen == [configs.PickScoreTrainConfig(work=Path("w"), pairs=Path("p"), steps=5)]
+    monkeypatch.setattr(training.toy_base, "run", lambda cfg: seen.append(cfg) or False)
+    assert main(["toy-base", "--preset", "toy-sdxl", "--work", "w"]) == 0  # toy-base's recipes pause on purpose
+    assert seen[-1] == configs.ToyTrainConfig(preset="toy-sdxl", work=Path("w"))
     monkeypatch.setattr(training.guidance_eval, "evaluate", seen.append)
     assert main(["guidance-eval", "--cache", "c", "--network", "n", "--betas", "1", "3"]) == 0
     assert seen[-1] == configs.GuidanceEvalConfig(cache=Path("c"), network=Path("n"), betas=(1.0, 3.0))

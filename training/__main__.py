@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -31,16 +32,22 @@ from .configs import (
 )
 from .options import add_options, config_from
 
-# the commands whose options are the fields of a config dataclass: (name, config, help)
+# the commands whose options are the fields of a config dataclass: (name, config, "module:function" it is handed
+# to, help). The module is imported only when its command runs.
 CONFIG_COMMANDS = (
-    ("toy-base", ToyTrainConfig, "train (or resume) a toy base pipeline on the renderer"),
-    ("toy-decoder", DecoderTrainConfig, "fine-tune the VAE decoder of a toy pipeline (encoder frozen)"),
-    ("toy-distill", DistillConfig, "distil toy-sd3 into a few-step student (reflow on its own guided samples)"),
-    ("toy-pickscore", PickScoreTrainConfig, "train (or resume) the toy PickScore reward"),
-    ("guidance-cache", CacheConfig, "cache latents, text embeddings and rewards of a Pick-a-Pic set"),
-    ("guidance", GuidanceTrainConfig, "train (or resume) the guidance network"),
-    ("guidance-eval", GuidanceEvalConfig, "held-out losses of a guidance network (sharded with accelerate)"),
+    ("toy-base", ToyTrainConfig, "toy_base:run", "train (or resume) a toy base pipeline on the renderer"),
+    ("toy-decoder", DecoderTrainConfig, "toy_decoder:run",
+     "fine-tune the VAE decoder of a toy pipeline (encoder frozen)"),
+    ("toy-distill", DistillConfig, "toy_distill:run",
+     "distil toy-sd3 into a few-step student (reflow on its own guided samples)"),
+    ("toy-pickscore", PickScoreTrainConfig, "toy_pickscore:run", "train (or resume) the toy PickScore reward"),
+    ("guidance-cache", CacheConfig, "guidance_data:build_cache",
+     "cache latents, text embeddings and rewards of a Pick-a-Pic set"),
+    ("guidance", GuidanceTrainConfig, "guidance:run", "train (or resume) the guidance network"),
+    ("guidance-eval", GuidanceEvalConfig, "guidance_eval:evaluate",
+     "held-out losses of a guidance network (sharded with accelerate)"),
 )
+PAUSED = 3  # the exit status of a trainer that paused at --max-minutes (run it again to resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--out", type=Path, required=True)
     tok.add_argument("--pad", default="<|endoftext|>", help='pad token: "<|endoftext|>" (SDXL tokenizer) or "!"')
 
-    for name, config, help in CONFIG_COMMANDS:
+    for name, config, _, help in CONFIG_COMMANDS:
         add_options(command(name, help), config)
 
     pool = command("toy-pool", "render the training pool once, for toy-base --pool")
@@ -85,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; 0 when it is done, 3 when a trainer paused at --max-minutes (run it again to resume)."""
+    """Run one command; 0 when it is done, ``PAUSED`` when a trainer paused at --max-minutes."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "link-vocabulary":
@@ -99,19 +106,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(save_clip_tokenizer(args.out, pad_token=args.pad))
         return 0
-    if args.command == "toy-base":
-        from .toy_base import run
-
-        run(config_from(ToyTrainConfig, args))
-        return 0
-    if args.command == "toy-decoder":
-        from .toy_decoder import run
-
-        return 0 if run(config_from(DecoderTrainConfig, args)) else 3
-    if args.command == "toy-distill":
-        from .toy_distill import run
-
-        return 0 if run(config_from(DistillConfig, args)) else 3
+    for name, config, target, _ in CONFIG_COMMANDS:
+        if args.command == name:
+            module, function = target.split(":")
+            result = getattr(importlib.import_module(f".{module}", __package__), function)(config_from(config, args))
+            # toy-base exits 0 when paused: its recipes pause every few minutes on purpose and are run in sequence
+            return PAUSED if result is False and name != "toy-base" else 0
     if args.command == "toy-preferences":
         from .preference_data import LoadReport, iter_pairs
         from .toy_preferences import SOURCES, build, parse_sources
@@ -126,24 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         for _ in iter_pairs(path, report=report):
             pass
         print(f"{path}: {report}")
-        return 0
-    if args.command == "toy-pickscore":
-        from .toy_pickscore import run
-
-        return 0 if run(config_from(PickScoreTrainConfig, args)) else 3
-    if args.command == "guidance-cache":
-        from .guidance_data import build_cache
-
-        build_cache(config_from(CacheConfig, args))
-        return 0
-    if args.command == "guidance":
-        from .guidance import run
-
-        return 0 if run(config_from(GuidanceTrainConfig, args)) else 3
-    if args.command == "guidance-eval":
-        from .guidance_eval import evaluate
-
-        evaluate(config_from(GuidanceEvalConfig, args))
         return 0
     if args.command == "toy-pool":
         import time

@@ -32,8 +32,9 @@ from .toy_pipeline import (
     export_pipeline,
     load_pipeline_for_training,
     new_pipeline,
-    tokenizers,
+    prepare_work,
     toy_accelerator,
+    training_pool,
 )
 from .toy_pool import ScenePool
 
@@ -178,11 +179,7 @@ def run(cfg: ToyTrainConfig) -> bool:
     """Train (or resume) both stages; True when both are complete."""
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
-    set_seed(cfg.seed)
-    accelerator = toy_accelerator()
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    with accelerator.main_process_first():
-        tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
+    accelerator = prepare_work(cfg)
     if cfg.init_from is not None and not (cfg.work / "vae" / "progress.json").exists():
         pipe = load_pipeline_for_training(cfg.preset, cfg.init_from)
         if accelerator.is_main_process:  # init_from's VAE is the finished VAE stage
@@ -204,8 +201,7 @@ def run(cfg: ToyTrainConfig) -> bool:
             toy_architectures.adaln_zero_(denoiser)
         pipe.register_modules(**{name: denoiser})
     pipe.to(accelerator.device, torch.float32)
-    with accelerator.main_process_first():  # the main process renders and saves the pool, the others load it
-        data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
+    data = training_pool(cfg, accelerator, pipe.tokenizer)
     accelerator.print(f"{cfg.preset}: {len(data)} training pairs ready after {time.time() - started:.0f} s")
     if not train_vae(cfg, pipe, data, deadline):
         accelerator.print(f"{cfg.preset}: time budget reached during the VAE stage; run again to resume")

@@ -18,14 +18,12 @@ import json
 import time
 
 import torch
-from accelerate.utils import set_seed
 
 from .configs import DecoderTrainConfig
 from .graphed_step import set_lr
 from .loop import EMA, TrainingLoop, apply_gradients, lr_at
 from .toy_base import reconstruction_loss
-from .toy_pipeline import export_pipeline, load_pipeline_for_training, preset_of, tokenizers, toy_accelerator
-from .toy_pool import ScenePool
+from .toy_pipeline import export_continuation, load_pipeline_for_training, prepare_work, preset_of, training_pool
 
 DECODER_STAGE = 3  # batch_rng stage key: the decoder's batches differ from the VAE's (1) and denoiser's (2)
 
@@ -47,17 +45,12 @@ def run(cfg: DecoderTrainConfig) -> bool:
     """Train (or resume) the decoder; export the pipeline with the EMA decoder. True when all steps are done."""
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
-    set_seed(cfg.seed)
-    accelerator = toy_accelerator()
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    with accelerator.main_process_first():
-        tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
+    accelerator = prepare_work(cfg)
     preset = preset_of(cfg.init_from)
     pipe = load_pipeline_for_training(preset, cfg.init_from)
     pipe.to(accelerator.device, torch.float32)
     vae = pipe.vae.requires_grad_(False).eval()
-    with accelerator.main_process_first():  # the main process renders and saves the pool, the others load it
-        data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
+    data = training_pool(cfg, accelerator, pipe.tokenizer)
     data.encode(vae)  # the frozen encoder's posteriors, once
     objective = DecoderObjective(vae)
     params = list(objective.parameters())
@@ -85,11 +78,9 @@ def run(cfg: DecoderTrainConfig) -> bool:
 
     def export(step: int, finished: bool) -> None:
         vae.eval()
-        record = cfg.init_from / "training.json"
-        info = json.loads(record.read_text()) if record.exists() else {}
-        info["decoder"] = {"steps": step, "finished": finished, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                           "note": "VAE decoder fine-tuned with the encoder frozen (python -m training toy-decoder)"}
-        export_pipeline(pipe, cfg.export, cfg.work, **info)
+        export_continuation(pipe, cfg, "decoder", {
+            "steps": step, "finished": finished, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "note": "VAE decoder fine-tuned with the encoder frozen (python -m training toy-decoder)"})
 
     finished = loop.run(step_fn, export=export if cfg.export is not None else None)
     accelerator.print(json.dumps({"preset": preset, "decoder_step": loop.step, "done": finished,

@@ -29,7 +29,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import set_seed
 from diffusers import FlowMatchEulerDiscreteScheduler
 from tqdm.auto import tqdm
 
@@ -41,12 +40,12 @@ from .loop import EMA, TrainingLoop, apply_gradients, lr_at
 from .toy_base import flow_times
 from .toy_pipeline import (
     Denoiser,
-    export_pipeline,
+    export_continuation,
     load_pipeline_for_training,
+    prepare_work,
     preset_of,
     prompt_embeddings,
-    tokenizers,
-    toy_accelerator,
+    training_pool,
 )
 from .toy_pool import ScenePool, batch_rng
 
@@ -131,11 +130,7 @@ def run(cfg: DistillConfig) -> bool:
     """Make the pairs (once), train (or resume) the student, export it. True when all steps are done."""
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
-    set_seed(cfg.seed)
-    accelerator = toy_accelerator()
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    with accelerator.main_process_first():
-        tokenizers(cfg.work, cfg.init_from)  # the slim tokenizer folders the export copies
+    accelerator = prepare_work(cfg)
     preset = preset_of(cfg.init_from)
     if preset != "toy-sd3":
         raise ValueError(f"--init-from {cfg.init_from}: toy-distill distils SD3-class (flow) pipelines, not {preset}")
@@ -144,8 +139,7 @@ def run(cfg: DistillConfig) -> bool:
     for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False).eval()
     pipe.transformer.requires_grad_(False)
-    with accelerator.main_process_first():  # the main process renders and saves the pool, the others load it
-        data = ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, pipe.tokenizer)
+    data = training_pool(cfg, accelerator, pipe.tokenizer)
     model = Denoiser(pipe)  # the text encoders inside are frozen: only the transformer learns
     params = list(pipe.transformer.parameters())
     ema = EMA(params, cfg.ema_decay)
@@ -175,14 +169,11 @@ def run(cfg: DistillConfig) -> bool:
         return loss
 
     def export(step: int, finished: bool) -> None:
-        record = cfg.init_from / "training.json"
-        info = json.loads(record.read_text()) if record.exists() else {}
-        info["distill"] = {
+        export_continuation(pipe, cfg, "distill", {
             "steps": step, "finished": finished, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "pairs": cfg.pairs, "teacher_steps": cfg.teacher_steps, "teacher_guidance": cfg.teacher_guidance,
             "student_steps": cfg.student_steps, "sampler_share": cfg.sampler_share, "logit_mean": cfg.logit_mean,
-            "note": "reflow on the teacher's guided samples (python -m training toy-distill)"}
-        export_pipeline(pipe, cfg.export, cfg.work, **info)
+            "note": "reflow on the teacher's guided samples (python -m training toy-distill)"})
 
     finished = loop.run(step_fn, export=export if cfg.export is not None else None)
     accelerator.print(json.dumps({"preset": preset, "student_step": loop.step, "done": finished,

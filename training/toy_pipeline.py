@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from diffusers import StableDiffusion3Pipeline, StableDiffusionXLPipeline
 from transformers import CLIPTokenizer
 
@@ -22,6 +23,7 @@ from alignment.repeated_context import RepeatedContext
 
 from . import toy_architectures
 from .clip_tokenizer import save_slim_clip_tokenizer
+from .toy_pool import ScenePool
 
 IMAGE_SIZE = 64
 
@@ -31,6 +33,25 @@ def toy_accelerator() -> Accelerator:
     overrides)."""
     return Accelerator(mixed_precision=os.environ.get("TOY_MIXED_PRECISION",
                                                       "bf16" if torch.cuda.is_available() else "no"))
+
+
+def prepare_work(cfg) -> Accelerator:
+    """The start of every toy trainer: the seed, the accelerator, and the work folder ``cfg.work`` with the slim
+    tokenizer folders the export copies (from ``cfg.init_from`` when it has them), made by the main process and then
+    read by the others."""
+    set_seed(cfg.seed)
+    accelerator = toy_accelerator()
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    with accelerator.main_process_first():
+        tokenizers(cfg.work, cfg.init_from)
+    return accelerator
+
+
+def training_pool(cfg, accelerator: Accelerator, tokenizer: CLIPTokenizer) -> ScenePool:
+    """The render pool ``cfg.pool``, on the accelerator's device; when the file is missing, the main process renders
+    ``cfg.pool_size`` renders and saves them, then the others load them."""
+    with accelerator.main_process_first():
+        return ScenePool.cached(cfg.pool, cfg.pool_size, cfg.seed, cfg.workers, accelerator.device, tokenizer)
 
 
 def tokenizers(work: Path, source: Path | None = None) -> tuple[CLIPTokenizer, CLIPTokenizer]:
@@ -135,3 +156,12 @@ def export_pipeline(pipe, dest: Path, tokenizer_source: Path, **info) -> None:
         shutil.rmtree(Path(dest) / name)
         shutil.copytree(tokenizer_source / name, Path(dest) / name)
     (Path(dest) / "training.json").write_text(json.dumps(info, indent=1))
+
+
+def export_continuation(pipe, cfg, key: str, record: dict) -> None:
+    """Export ``pipe`` to ``cfg.export`` (``export_pipeline``) with the training record of the pipeline it continues,
+    ``cfg.init_from``'s training.json, and this run's ``record`` added under ``key``."""
+    source = Path(cfg.init_from) / "training.json"
+    info = json.loads(source.read_text()) if source.exists() else {}
+    info[key] = record
+    export_pipeline(pipe, cfg.export, cfg.work, **info)

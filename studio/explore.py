@@ -97,9 +97,18 @@ def caption(panel) -> str:
     return panel.caption() if panel is not None else ""
 
 
+def check_sent(beta, eta, alpha, n) -> None:
+    """The page always sends every slider: a missing one (null, as a browser sends NaN) is a bad input, not a
+    request for the default."""
+    for value, name in ((beta, "β"), (eta, "η"), (alpha, "α"), (n, "N (the bank size)")):
+        if value is None:
+            raise ValueError(f"{name} must be a number, not empty")
+
+
 def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
     """The tab's outputs: baseline image and caption, aligned image and caption, best-of-N image and caption, the
     ESS figure and the summary. Notes (a missing network, a degenerate bank) also pop up as warnings."""
+    check_sent(beta, eta, alpha, n)
     view = engine.explore(model, prompt, seed, beta=beta, eta=eta, alpha=alpha, n=n, estimator=estimator,
                           progress=progress)
     for note in view.notes:
@@ -113,6 +122,7 @@ def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estima
 def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
     """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
     shown at once and the rest follows; otherwise one answer. Last, what the page now shows (see ``shown_key``)."""
+    check_sent(beta, eta, alpha, n)
     if not engine.quick(model, prompt, seed, n):
         panel = engine.baseline(model, prompt, seed)
         yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…",

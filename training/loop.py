@@ -159,6 +159,7 @@ class TrainingLoop:
         return decided_on_main(self.accelerator, main and self.clock() > self.deadline)
 
     def check(self, loss: torch.Tensor, step: int) -> float:
+        """The loss as a number (a host synchronisation); ``FloatingPointError`` when it is not finite."""
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"{self.name}: loss became {value} at step {step}; {self.hint} "

@@ -37,7 +37,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _read_index(folder: Path) -> dict:
+def read_model_index(folder: Path) -> dict:
+    """The folder's ``model_index.json`` as a dict; ``ModelLoadError`` when it is missing or not a model index."""
     index = folder / "model_index.json"
     if not index.is_file():
         raise ModelLoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json")
@@ -51,7 +52,8 @@ def _read_index(folder: Path) -> dict:
     return data
 
 
-def _family(index: dict) -> str | None:
+def pipeline_family(index: dict) -> str | None:
+    """"flow" (an SD3-class pipeline), "diffusion" (SDXL-class) or None, from a model index's class name."""
     name = index.get("_class_name", "")
     if name.startswith("StableDiffusion3"):
         return "flow"
@@ -75,8 +77,8 @@ def load_pipeline(
     if folder.exists():
         if not folder.is_dir():
             raise ModelLoadError(f"{folder} is a file; a diffusers pipeline is a folder with model_index.json")
-        index = _read_index(folder)
-        family = _family(index)
+        index = read_model_index(folder)
+        family = pipeline_family(index)
         if family == "flow" and index.get("text_encoder_3") in (None, [None, None]):
             kwargs = dict(text_encoder_3=None, tokenizer_3=None)  # the toy SD3 has no T5, by design
     elif preset is not None and preset.name.startswith("toy-"):

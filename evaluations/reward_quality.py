@@ -36,7 +36,7 @@ def spearman(a, b) -> float:
 
 
 def pair_agreement(reward, source: Path, gaps=(0.5, 1.0, 2.0), batch: int = 256) -> dict:
-    from training.preference_data import iter_pairs
+    from alignment.pickapic import iter_pairs
 
     pairs = list(iter_pairs(source))
     r0, r1, t0, t1 = [], [], [], []

@@ -1,5 +1,5 @@
 """The studio's exports: the dashboard as one offline HTML file, the votes as CSV, and the votes as a Pick-a-Pic v1
-parquet (``training.preference_data`` writes it and its ``iter_pairs`` reads it back), so people's votes can train
+parquet (``alignment.pickapic`` writes it and its ``iter_pairs`` reads it back), so people's votes can train
 the next reward model or guidance network.
 
 In the parquet, ``image_0`` is the image shown on the left and ``image_1`` the one on the right; a left vote is
@@ -30,7 +30,7 @@ def export_votes_csv(store: Store, path: str | Path) -> Path:
 
 
 def pickapic_rows(store: Store) -> list[dict]:
-    """The votes as rows for ``training.preference_data.write_pickapic`` (images loaded from the store)."""
+    """The votes as rows for ``alignment.pickapic.write_pickapic`` (images loaded from the store)."""
     votes = store.vote_records()
     users: dict[str, int] = {}
     rows = []
@@ -45,6 +45,6 @@ def pickapic_rows(store: Store) -> list[dict]:
 
 def export_votes_parquet(store: Store, path: str | Path) -> Path:
     """The votes as a Pick-a-Pic v1 parquet file."""
-    from training.preference_data import write_pickapic
+    from alignment.pickapic import write_pickapic
 
     return write_pickapic(pickapic_rows(store), path)

@@ -17,7 +17,7 @@ from evaluations.vote_records import VOTE_COLUMNS, as_frame, read_generations, r
 from studio.arena import Arena
 from studio.export import export_dashboard, export_votes_csv, export_votes_parquet
 from studio.store import Store
-from training.preference_data import LoadReport, iter_pairs
+from alignment.pickapic import LoadReport, iter_pairs
 
 EVIL = "<script>alert('x')</script> a red star & <b>friends</b>"
 

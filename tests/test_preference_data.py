@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from training.preference_data import (COLUMNS, LoadReport, bradley_terry_labels, iter_pairs, jpeg_bytes,
-                                      write_pickapic)
+from alignment.pickapic import COLUMNS, LoadReport, iter_pairs, jpeg_bytes, write_pickapic
+from training.preference_data import bradley_terry_labels
 
 
 def _img(value):

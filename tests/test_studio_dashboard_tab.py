@@ -14,7 +14,7 @@ from PIL import Image
 from studio.arena import Arena
 from studio.dashboard_tab import TITLES, Dashboard
 from studio.store import Store, StoreError
-from training.preference_data import iter_pairs
+from alignment.pickapic import iter_pairs
 
 
 @pytest.fixture()

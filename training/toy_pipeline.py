@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 from diffusers import StableDiffusion3Pipeline, StableDiffusionXLPipeline
 from transformers import CLIPTokenizer
 
-from alignment.loading import _family, _read_index
+from alignment.loading import pipeline_family, read_model_index
 from alignment.repeated_context import RepeatedContext
 
 from . import toy_architectures
@@ -139,7 +139,7 @@ class Denoiser(torch.nn.Module):
 
 def preset_of(folder: Path) -> str:
     """toy-sdxl or toy-sd3, from the folder's model_index.json (read as the loader reads it)."""
-    family = _family(_read_index(Path(folder)))
+    family = pipeline_family(read_model_index(Path(folder)))
     if family is None:
         raise ValueError(f"{folder}: neither an SDXL- nor an SD3-class pipeline, so not a toy preset's folder")
     return "toy-sdxl" if family == "diffusion" else "toy-sd3"

@@ -106,7 +106,9 @@ class FlowResult:
     sigmas: list[float] = field(default_factory=list)
     ess_a: torch.Tensor | None = None  # (steps, B)
     ess_b: torch.Tensor | None = None  # (steps, B)
-    picks: list[int] | None = None  # best-of-N: which bank sample was chosen, per image
+    picks: list[int] | None = None  # best-of-N: which bank sample was chosen, per image (IS, FK: which particle)
+    particle_ess: torch.Tensor | None = None  # FK steering: ESS of the particle weights, (steps, B)
+    resampled: list[bool] | None = None  # FK steering: whether the particles were resampled, per step
 
     @property
     def seconds_per_image(self) -> float:

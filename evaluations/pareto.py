@@ -19,7 +19,8 @@ Methods (``--methods``), ``kind:key=value,...``:
 
 * ``base``; ``bon:n=9`` (best-of-N by the reward, from the flow bank or, for diffusion models, N seeds);
 * flow: ``is:n=8,beta=0.3`` plus estimator options ``tau``, ``scale``, ``sigma_min``, ``sigma_max``,
-  ``damping``, ``particles``, ``rounds``, or ``estimator=paper|tuned``;
+  ``damping``, ``particles``, ``rounds``, or ``estimator=paper|tuned``; ``fk:particles=9,beta=0.3[,noise=0.5]``
+  (Feynman–Kac steering, ``alignment.fk_steering``);
 * diffusion: ``guided:beta=0.1,eta=1,alpha=1`` (the guidance network), ``tweedie:beta=1``.
 
 Writes ``pareto_<model>_<split>.{json,md,html,png}`` to ``evaluations/results/`` (the PNG through a headless
@@ -46,6 +47,7 @@ import torch
 from alignment import ModelLoadError, load_pipeline
 from alignment.defaults import ESTIMATORS
 from alignment.flow_guidance import Estimator
+from alignment.fk_steering import sample_fk
 from alignment.flow_sampler import baseline, best_of_n, sample_is
 from alignment.presets import find_preset
 from alignment.rewards import load_reward
@@ -85,7 +87,7 @@ def split_captions(split: str, n: int) -> list[str]:
 class Method:
     """One row of the table: a kind and its settings."""
 
-    kind: str  # base | bon | is | guided | tweedie
+    kind: str  # base | bon | is | fk | guided | tweedie
     n: int = 1
     beta: float | None = None
     eta: float | None = None
@@ -94,10 +96,12 @@ class Method:
     estimator_name: str | None = None
     particles: int = 1
     rounds: int = 1
+    noise: float = 0.5  # FK steering: the share η of fresh noise per step
 
     @property
     def trajectories(self) -> int:
-        return {"base": 1, "bon": self.n, "is": self.n + self.particles * self.rounds}.get(self.kind, 1)
+        return {"base": 1, "bon": self.n, "is": self.n + self.particles * self.rounds,
+                "fk": self.particles}.get(self.kind, 1)
 
     @property
     def name(self) -> str:
@@ -111,6 +115,8 @@ class Method:
             extra = (f" K={self.particles}" if self.particles > 1 else "") + (f" R={self.rounds}" if self.rounds > 1
                                                                               else "")
             return f"IS[{label}] N={self.n}{extra} β={self.beta:g}"
+        if self.kind == "fk":
+            return f"FK K={self.particles} β={self.beta:g}" + (f" η={self.noise:g}" if self.noise != 0.5 else "")
         if self.kind == "guided":
             return f"guided β={self.beta:g} η={self.eta:g}" + (f" α={self.alpha:g}" if self.alpha != 1 else "")
         return f"tweedie β={self.beta:g}" + (f" α={self.alpha:g}" if self.alpha != 1 else "")
@@ -119,8 +125,8 @@ class Method:
 def parse_method(text: str) -> Method:
     """``kind:key=value,...`` -> Method; a ValueError that names the bad part."""
     kind, _, rest = text.strip().partition(":")
-    if kind not in ("base", "bon", "is", "guided", "tweedie"):
-        raise ValueError(f"unknown method kind {kind!r} in {text!r}: base, bon, is, guided or tweedie")
+    if kind not in ("base", "bon", "is", "fk", "guided", "tweedie"):
+        raise ValueError(f"unknown method kind {kind!r} in {text!r}: base, bon, is, fk, guided or tweedie")
     fields: dict = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
@@ -136,11 +142,12 @@ def parse_method(text: str) -> Method:
     method = Method(kind, n=int(fields.pop("n", 1)), beta=float(fields["beta"]) if "beta" in fields else None,
                     eta=float(fields["eta"]) if "eta" in fields else None, alpha=float(fields.pop("alpha", 1.0)),
                     estimator=Estimator(**options), estimator_name=name if name and len(options) == 5 else None,
-                    particles=int(fields.pop("particles", 1)), rounds=int(fields.pop("rounds", 1)))
+                    particles=int(fields.pop("particles", 1)), rounds=int(fields.pop("rounds", 1)),
+                    noise=float(fields.pop("noise", 0.5)))
     fields.pop("beta", None), fields.pop("eta", None)
     if fields:
         raise ValueError(f"unknown option(s) {sorted(fields)} in {text!r}")
-    if kind in ("is", "guided", "tweedie") and method.beta is None:
+    if kind in ("is", "fk", "guided", "tweedie") and method.beta is None:
         raise ValueError(f"{text!r} needs beta=")
     if kind == "guided" and method.eta is None:
         raise ValueError(f"{text!r} needs eta=")
@@ -177,6 +184,9 @@ def run_flow(pipe, preset, reward, captions, seeds, methods, batch, bank_dir):
                     res = baseline(pipe, chunk, seed=seed, bank=bank)
                 elif m.kind == "bon":
                     res = best_of_n(pipe, chunk, seed=seed, n=m.n, bank=bank)
+                elif m.kind == "fk":
+                    res = sample_fk(pipe, chunk, seed=seed, particles=m.particles, beta=m.beta, eta=m.noise,
+                                    bank=bank)
                 elif m.kind == "is":
                     res = sample_is(pipe, chunk, seed=seed, n=m.n, beta=m.beta, bank=bank, estimator=m.estimator,
                                     particles=m.particles, rounds=m.rounds)

@@ -2,6 +2,8 @@
 against closed forms on a Gaussian with a linear reward, and the guided particles / iterated tilting of
 ``sample_is`` on the toy SD3 pipeline."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -149,3 +151,49 @@ def test_bad_particle_settings_are_refused_before_any_work(toy, kwargs, word):
     with pytest.raises(ValueError, match=word):
         sample_is(pipe, PROMPTS[0], seed=99, n=2, beta=0.3, bank=bank, **kwargs)
     assert bank.pipeline_calls == calls
+
+
+# ---- FK steering (SMC) ----------------------------------------------------------------------------------------------
+
+def test_the_stochastic_step_is_euler_at_eta_zero_and_matches_its_closed_form_on_a_gaussian():
+    from alignment.fk_steering import stochastic_step
+
+    g = torch.Generator().manual_seed(3)
+    x, v, z = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    assert torch.allclose(stochastic_step(x, v, 0.8, 0.5, z, 0.0), x + (0.5 - 0.8) * v, atol=1e-6)
+    # data N(m, s²) in 1-D with the exact posterior mean: the step is linear in x_σ, x' = a·x_σ + b + σ'η z, so
+    # from x_σ ~ N(c m, c² s² + σ²) it lands on mean a·c·m + b and variance a²(c² s² + σ²) + σ'² η²
+    m, s, sigma, sigma_next, eta = 0.7, 0.5, 0.8, 0.4, 0.6
+    c, c2, n = 1 - sigma, 1 - sigma_next, 400_000
+    k = c * s**2 / (c**2 * s**2 + sigma**2)  # E[x0 | x_σ] = m + k (x_σ − c m)
+    a = c2 * k + sigma_next * math.sqrt(1 - eta**2) * (1 - c * k) / sigma
+    b = (c2 - sigma_next * math.sqrt(1 - eta**2) * c / sigma) * (m - k * c * m)
+    x0 = m + s * torch.randn(n, generator=g, dtype=torch.float64)
+    x = c * x0 + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+    v = (x - (m + k * (x - c * m))) / sigma
+    out = stochastic_step(x, v, sigma, sigma_next, torch.randn(n, generator=g, dtype=torch.float64), eta)
+    var = a**2 * (c**2 * s**2 + sigma**2) + sigma_next**2 * eta**2
+    assert abs(float(out.mean()) - (a * c * m + b)) < 4 * math.sqrt(var / n)
+    assert abs(float(out.var()) / var - 1) < 4 * math.sqrt(2 / n)
+
+
+def test_systematic_resampling_copies_in_proportion_to_the_weights():
+    from alignment.fk_steering import systematic_resample
+
+    w = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    rows = systematic_resample(w, torch.Generator().manual_seed(0))
+    assert sorted(rows[0].tolist()) == [0, 0, 1, 2] and rows[1].tolist() == [3, 3, 3, 3]
+
+
+def test_fk_steering_runs_the_pipeline_and_keeps_the_best_particle(toy):
+    from alignment.fk_steering import sample_fk
+
+    pipe, bank = toy
+    calls = bank.pipeline_calls
+    out = sample_fk(pipe, PROMPTS, seed=6, particles=3, beta=0.05, bank=bank)
+    assert bank.pipeline_calls == calls  # the bank's samples are not used
+    assert out.method == "fk" and out.trajectories == 3 and len(out.images) == 2 and len(out.picks) == 2
+    assert out.particle_ess.shape == (2, 2) and len(out.resampled) == 2
+    assert torch.allclose(out.rewards, Redness().score(out.images, PROMPTS), atol=1e-5)
+    with pytest.raises(ValueError, match="eta"):
+        sample_fk(pipe, PROMPTS[0], particles=2, eta=0.0, bank=bank)

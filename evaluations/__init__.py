@@ -1,3 +1,3 @@
-"""Evaluation: base-model quality, benchmarks, and the toy world's taste as a reward (registered on import)."""
-
-from . import toy_taste_reward  # noqa: F401  (registers "toy-taste")
+"""Evaluation: base-model quality, the method's results against β and N, reward quality, and benchmarks of the
+samplers and rewards. Importing it registers nothing: ``evaluations.rewards.load_reward`` knows the toy oracle
+(``toy-taste``) as well as alignment's rewards."""

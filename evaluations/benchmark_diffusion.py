@@ -19,7 +19,8 @@ from alignment import load_pipeline
 from alignment.diffusion_sampler import sample_baseline, sample_guided, sample_tweedie
 from alignment.guidance_network import GuidanceNetwork
 from alignment.presets import CHECKPOINTS
-from alignment.rewards import load_reward
+
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -26,11 +26,11 @@ import torch
 
 from alignment import ModelLoadError, load_pipeline
 from alignment.flow_sampler import baseline, best_of_n, sample_is
-from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions
 
 from .benchmarking import timed
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

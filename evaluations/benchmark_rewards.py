@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alignment.rewards import load_reward
 from toyworld import caption_for, render_pil, sample_scene
+
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS / "reward_latency_cpu.json")
     args = parser.parse_args(argv)
-    import evaluations  # noqa: F401 - registers toy-taste
-
     rng = np.random.default_rng(0)
     scenes = [sample_scene(rng, split="all") for _ in range(args.images)]
     images, captions = [render_pil(s) for s in scenes], [caption_for(s, rng) for s in scenes]

@@ -27,8 +27,9 @@ from alignment import load_pipeline
 from alignment.diffusion_sampler import sample_baseline, sample_guided, sample_tweedie
 from alignment.guidance_network import GuidanceNetwork
 from alignment.presets import CHECKPOINTS
-from alignment.rewards import load_reward
 from toyworld import sample_captions, taste
+
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

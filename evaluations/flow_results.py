@@ -32,11 +32,11 @@ import torch
 from alignment import ModelLoadError, load_pipeline
 from alignment.flow_guidance import check_beta
 from alignment.flow_sampler import baseline, best_of_n, sample_is
-from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank, check_n
 from toyworld import sample_captions, taste
 
 from .base_quality import save_grid
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORACLE = "toy-taste"

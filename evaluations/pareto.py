@@ -50,9 +50,10 @@ from alignment.flow_guidance import Estimator
 from alignment.fk_steering import sample_fk
 from alignment.flow_sampler import baseline, best_of_n, sample_is
 from alignment.presets import find_preset
-from alignment.rewards import load_reward
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions, taste
+
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPLITS = {"validation": {"caption_seed": 2, "seeds": [100, 101]}, "test": {"caption_seed": 1, "seeds": [0, 1]}}

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from alignment import generate, load_pipeline
-from alignment.rewards import load_reward
 from toyworld import sample_captions, taste
+
+from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -305,9 +305,12 @@ class Engine:
                 if spec == "toy-pickscore" and not (CHECKPOINTS / "toy-pickscore" / "config.json").is_file():
                     raise Unavailable("The reward model toy-pickscore is not in checkpoints/toy-pickscore yet (make "
                                       "it with `python -m training toy-pickscore`); images are shown unscored.")
-                import evaluations  # noqa: F401  (registers toy-taste)
                 from alignment import ModelLoadError
                 from alignment.rewards import load_reward
+                from toyworld.taste_reward import TOY_TASTE, register_toy_taste
+
+                if TOY_TASTE in spec:  # the toy world's oracle (STUDIO_REWARD=toy-taste), known once registered
+                    register_toy_taste()
 
                 try:
                     reward = load_reward(spec)

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-import evaluations  # noqa: F401  (registers toy-taste)
 from alignment.rewards import REWARDS, WeightedSum, load_reward, parse_spec
 from toyworld import render, sample_scene
+from toyworld.taste_reward import register_toy_taste
+
+register_toy_taste()  # the toy world's oracle as a reward, for the tests below
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red star on a blue background", "a white ring on a black background"]
@@ -162,6 +164,14 @@ def test_bad_reward_specs(spec, match):
 
 def test_registry_names():
     assert {"pickscore", "hpsv2", "hpsv2.1", "clip", "toy-pickscore", "toy-taste"} <= set(REWARDS)
+
+
+def test_importing_registers_nothing():
+    """``toy-taste`` is known only once someone registers it: importing the packages has no such side effect."""
+    code = ("import alignment.rewards, evaluations, evaluations.rewards, toyworld.taste_reward, studio.engine; "
+            "print('toy-taste' in alignment.rewards.REWARDS)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_toy_taste_prefers_the_right_image():

@@ -1,7 +1,8 @@
 """Rewards by name, and weighted sums of them: ``load_reward("pickscore+0.5*hpsv2.1")``.
 
-Names: ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``clip``, ``toy-pickscore``; ``toy-taste`` (the toy world's oracle,
-for evaluation only) is registered by ``evaluations`` because ``alignment`` never imports the toy world.
+Names: ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``clip``, ``toy-pickscore``. ``toy-taste`` (the toy world's oracle,
+for evaluation only) is registered by ``toyworld.taste_reward.register_toy_taste()``, called where it is needed,
+because ``alignment`` never imports the toy world.
 Keyword arguments go to the named reward's factory (e.g. ``source=`` a local folder or file).
 """
 

@@ -13,7 +13,7 @@ Entry points:
 * the page: ``explore`` (prompt, seed, β, η, α, N, model), ``arena_pair`` (prompt, pairing, configurations),
   ``vote_*`` (no pair, a forged pair, twice), an event that does not exist, ``dashboard`` and the exports;
 * the command lines: ``python -m alignment generate`` (unknown model and reward, bad numbers, a corrupt
-  checkpoint folder) and ``python -m evaluations dashboard`` (a stored ``<script>`` prompt, a bad database URL);
+  checkpoint folder) and ``python -m studio dashboard`` (a stored ``<script>`` prompt, a bad database URL);
 * the Python API: ``alignment.load_pipeline`` (unknown names, corrupt checkpoint folders),
   ``alignment.rewards.load_reward``, ``training.preference_data.iter_pairs`` (corrupt Pick-a-Pic rows and files),
   ``studio.store.Store`` and ``studio.arena_tab.ArenaSession`` (votes on unknown pairs, twice, bad choices).
@@ -476,14 +476,14 @@ class Run:
             row.answer += "; the formula cell starts with ' (a spreadsheet shows it as text)"
         # the command line's dashboard over the same database
         out = self.folder / "cli-dashboard.html"
-        row = self.cli("evaluations", ["dashboard", "--db", f"sqlite:///{self.database}", "--out", str(out),
-                                       "--n-boot", "50"],
+        row = self.cli("studio", ["dashboard", "--db", f"sqlite:///{self.database}", "--out", str(out),
+                                  "--n-boot", "50"],
                        f"stored prompts {show(SCRIPT)}, {show(IMG)}", expect_rc=0)
         self._check_html_file(row, out.read_text(encoding="utf-8") if out.exists() else None, "the CLI's dashboard")
-        self.cli("evaluations", ["dashboard", "--db", "nope://x", "--out", str(self.folder / "x.html")],
+        self.cli("studio", ["dashboard", "--db", "nope://x", "--out", str(self.folder / "x.html")],
                  "--db 'nope://x'")
-        self.cli("evaluations", ["dashboard", "--db", f"sqlite:///{self.folder / 'missing' / 'x.sqlite'}",
-                                 "--out", str(self.folder / "y.html")], "--db a SQLite file in a missing folder")
+        self.cli("studio", ["dashboard", "--db", f"sqlite:///{self.folder / 'missing' / 'x.sqlite'}",
+                            "--out", str(self.folder / "y.html")], "--db a SQLite file in a missing folder")
 
     def _check_export(self, row: Row, answer: Answer, where: str, escaped: bool) -> str | None:
         data = ((answer.completed or {}).get("output") or {}).get("data") or []

@@ -1,4 +1,4 @@
-"""The Dashboard tab: the plotly figures of ``evaluations.dashboard`` over the store's votes and generations and the
+"""The Dashboard tab: the plotly figures of ``studio.dashboard`` over the store's votes and generations and the
 β results in ``evaluations/results/*.json``, refreshed on opening the tab or on the button; exports as files.
 
 Exports (the dashboard as one offline HTML file, the votes as CSV and as Pick-a-Pic parquet) hold every session's
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from evaluations.dashboard import RESULTS_DIR, dashboard_figures, load_results
-
+from .dashboard import RESULTS_DIR, dashboard_figures, load_results
 from .errors import page_errors
 from .store import Store, StoreError
 

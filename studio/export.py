@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluations.dashboard import RESULTS_DIR, load_results, votes_csv, write_dashboard
-
+from .dashboard import RESULTS_DIR, load_results, votes_csv, write_dashboard
 from .store import Store
 
 LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}

@@ -4,9 +4,8 @@
     comparisons  1 ─ 0..1 votes          (a unique comparison_id: one vote per shown pair, ever)
 
 A comparison records which generation was shown on the left and which on the right, so a vote's ``choice``
-(left / right / tie / both_bad) is read against what the person saw. ``evaluations/vote_records.py`` reads these
-tables with plain SQL (evaluations may not import studio): rename a table or column here and change it there; the
-store's tests read through it, so a mismatch fails them.
+(left / right / tie / both_bad) is read against what the person saw. ``studio/vote_records.py`` reads the votes
+and generations back as flat records through these classes.
 """
 
 from __future__ import annotations

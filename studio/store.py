@@ -455,13 +455,13 @@ class Store:
 
     def vote_records(self):
         """Every vote joined with its prompt and both generations: a DataFrame in the form that
-        ``evaluations.ratings`` and ``evaluations.dashboard`` take (columns: ``evaluations.vote_records``)."""
-        from evaluations.vote_records import read_votes
+        ``studio.ratings`` and ``studio.dashboard`` take (columns: ``studio.vote_records``)."""
+        from .vote_records import read_votes  # pandas: imported when first read, not with the store
 
         return self._retrying(lambda: read_votes(self.engine))
 
     def generation_records(self):
         """Every generation with its prompt, configuration and rewards (for reward distributions)."""
-        from evaluations.vote_records import read_generations
+        from .vote_records import read_generations
 
         return self._retrying(lambda: read_generations(self.engine))

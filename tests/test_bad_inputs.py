@@ -19,7 +19,7 @@ def test_every_kind_of_bad_input_was_tried(rows):
     for needed in ("page `explore` · prompt", "page `explore` · β", "page `explore` · η", "page `explore` · α",
                    "page `explore` · N", "page `explore` · seed", "page `explore` · model", "page `arena_pair` · prompt",
                    "page `vote_left`", "page `export_html`", "CLI `python -m alignment generate`",
-                   "CLI `python -m evaluations dashboard`", "`alignment.load_pipeline`",
+                   "CLI `python -m studio dashboard`", "`alignment.load_pipeline`",
                    "`alignment.rewards.load_reward`", "`training.preference_data.iter_pairs`",
                    "`studio.store.Store.record_vote`"):
         assert needed in entries, needed
@@ -63,7 +63,7 @@ def test_nothing_wrong_is_stored(rows):
 
 def test_prompt_text_is_never_html(rows):
     assert not [r for r in rows if any(p.startswith("raw ") for p in r.problems)]
-    exports = [r for r in rows if r.entry in ("page `export_html`", "CLI `python -m evaluations dashboard`")
+    exports = [r for r in rows if r.entry in ("page `export_html`", "CLI `python -m studio dashboard`")
                and SCRIPT in r.input]
     assert len(exports) == 2 and all("as escaped text" in r.answer for r in exports)
     echoed = [r for r in rows if r.input == f"model = {SCRIPT!r}"]

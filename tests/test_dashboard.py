@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from evaluations.__main__ import main
-from evaluations.dashboard import (baseline_matchups, beta_figure, dashboard_figures, dashboard_html, load_results,
-                                   votes_csv)
-from evaluations.vote_records import VOTE_COLUMNS, as_frame, read_generations, read_votes
+from alignment.pickapic import LoadReport, iter_pairs
+from studio.__main__ import main
 from studio.arena import Arena
+from studio.dashboard import (baseline_matchups, beta_figure, dashboard_figures, dashboard_html, load_results,
+                              votes_csv)
 from studio.export import export_dashboard, export_votes_csv, export_votes_parquet
 from studio.store import Store
-from alignment.pickapic import LoadReport, iter_pairs
+from studio.vote_records import VOTE_COLUMNS, as_frame, read_generations, read_votes
 
 EVIL = "<script>alert('x')</script> a red star & <b>friends</b>"
 

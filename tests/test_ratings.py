@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from evaluations.ratings import (bradley_terry, bradley_terry_strengths, expected_score, left_scores,
-                                 reward_agreement, win_rate)
+from studio.ratings import (bradley_terry, bradley_terry_strengths, expected_score, left_scores,
+                            reward_agreement, win_rate)
 
 
 def _votes(pairs):

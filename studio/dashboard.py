@@ -1,8 +1,9 @@
 """The studio's dashboard: plotly figures of human votes and evaluation results, and one self-contained HTML file.
 
-Inputs are plain records, so the studio (which owns the database) and the command line share this module:
-``votes`` and ``generations`` as described in ``evaluations/vote_records.py``, and result rows from the JSON files
-of ``evaluations/results/``. Figures:
+Inputs are plain records, so the page's Dashboard tab, its exports and the command line share this module:
+``votes`` and ``generations`` as described in ``studio/vote_records.py``, and result rows from the JSON files
+of ``evaluations/results/`` (the evaluations write them there; they are read as files, nothing is imported).
+Figures:
 
 * win rate of each configuration against a baseline it met (method ``baseline``), with bootstrap 95 % intervals;
 * Bradley–Terry ratings of all configurations with bootstrap 95 % intervals;
@@ -11,7 +12,7 @@ of ``evaluations/results/``. Figures:
 * reward and taste against β, from every result row that has a β (``beta`` or ``β``) and numeric columns whose
   names contain ``reward`` or ``taste``.
 
-    python -m evaluations dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html --csv votes.csv
+    python -m studio dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html --csv votes.csv
 
 The HTML inlines plotly.js (works offline) and writes every prompt and label through ``html.escape``: text stays
 text. A figure without data says so instead of failing.
@@ -34,7 +35,7 @@ from plotly.subplots import make_subplots
 from .ratings import bradley_terry, reward_agreement, win_rate
 from .vote_records import GENERATION_COLUMNS, JSON_COLUMNS, VOTE_COLUMNS, as_frame
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "evaluations" / "results"  # the evaluations' result files
 BETA_KEYS = ("beta", "β")
 SERIES_KEYS = ("model", "method", "reward", "eta", "alpha", "n")
 
@@ -241,7 +242,7 @@ def spreadsheet_safe(value):
 
 def votes_csv(votes, path: str | Path) -> Path:
     """The votes as CSV, one row each with :data:`VOTE_COLUMNS`; config and rewards as JSON text, which
-    ``vote_records.as_frame(pd.read_csv(path))`` reads back. Free-text cells that start like a spreadsheet formula
+    ``studio.vote_records.as_frame(pd.read_csv(path))`` reads back. Free-text cells that start like a spreadsheet formula
     are prefixed with ``'``."""
     frame = as_frame(votes)[list(VOTE_COLUMNS)].copy()
     for column in frame.columns:

@@ -1,10 +1,10 @@
-"""Command line of the evaluations package.
+"""Command line of the studio (the page itself is ``python app.py``).
 
-    python -m evaluations dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html [--csv votes.csv]
+    python -m studio dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html [--csv votes.csv]
 
 ``--db`` is any SQLAlchemy URL of the studio's database (default: ``STUDIO_DATABASE_URL``); without one, the page
 holds only the evaluation results (reward and taste against β). The Pick-a-Pic parquet export needs the stored
-images and lives with the studio (``studio.export``).
+images and is one of the page's exports (the Dashboard tab, ``studio.export``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _hide_password(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluations")
+    parser = argparse.ArgumentParser(prog="python -m studio")
     commands = parser.add_subparsers(dest="command", required=True)
     dash = commands.add_parser("dashboard", help="plotly dashboard of votes and results as one offline HTML file")
     dash.add_argument("--db", default=os.environ.get("STUDIO_DATABASE_URL"),

@@ -1,6 +1,6 @@
 """Win rates, Bradley–Terry ratings and reward-vs-human agreement from blind votes, with bootstrap intervals.
 
-Every function takes vote records (``evaluations.vote_records``: a DataFrame or list of dicts with at least
+Every function takes vote records (``studio.vote_records``: a DataFrame or list of dicts with at least
 ``left_label, right_label, choice``, and ``left_rewards, right_rewards`` for agreement). A vote scores 1 for the
 chosen side, 0 for the other, and ½ each for a tie. **Both bad counts as a tie** (as Chatbot Arena's
 "tie (bothbad)"): neither configuration was preferred. ``both_bad="exclude"`` drops those votes instead.

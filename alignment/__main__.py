@@ -3,7 +3,8 @@
     python -m alignment generate --model toy-sdxl --prompt "a red star on a blue background" --seed 0 --out out.png
     python -m alignment generate --model toy-sd3 --method is --prompt ...          # the tuned estimator, N = 8
     python -m alignment generate --model toy-sd3 --method is --estimator paper --n 8 --beta 0.3 --prompt ...
-    python -m alignment generate --model toy-sd3 --method bon --n 9 --prompt ...
+    python -m alignment generate --model toy-sd3 --method bon --n 9 --prompt ...     # also for diffusion models
+    python -m alignment generate --model toy-sd3 --method fk --particles 9 --beta 0.3 --prompt ...
     python -m alignment generate --model toy-sdxl --method guided [--beta 0.1 --eta 1 --alpha 1] --prompt ...
     python -m alignment generate --model toy-sdxl --method tweedie --beta 1 --reward toy-pickscore --prompt ...
     python -m alignment presets
@@ -59,6 +60,34 @@ def _flow(method):
     return run
 
 
+def _fk(pipe, preset, args):
+    from .fk_steering import sample_fk
+    from .sample_bank import DEFAULT_REWARD, SampleBank
+
+    bank = SampleBank(pipe, args.reward or DEFAULT_REWARD, preset=preset, steps=args.steps,
+                      guidance_scale=args.guidance)
+    result = sample_fk(pipe, args.prompt, seed=args.seed, particles=args.particles, beta=args.beta, bank=bank)
+    fields = {"seed": result.seed, "steps": bank.settings.steps, "guidance": bank.settings.guidance_scale,
+              "seconds": round(result.seconds, 4), "particles": args.particles, "beta": result.beta,
+              "reward_name": bank.reward_name, "reward": round(float(result.rewards[0]), 4),
+              "resampled": result.resampled, "pick": result.picks[0]}
+    return result.images[0], fields
+
+
+def _bon(pipe, preset, args):
+    """Best-of-N: from the flow sample bank, or N baseline draws of a diffusion model."""
+    if getattr(pipe, "transformer", None) is not None:
+        return _flow("bon")(pipe, preset, args)
+    from .diffusion_sampler import best_of_n
+
+    result = best_of_n(pipe, args.prompt, n=args.n, seed=args.seed, reward=args.reward or "toy-pickscore",
+                       steps=args.steps, guidance_scale=args.guidance, preset=preset)
+    fields = result.summary()
+    fields.pop("method")
+    fields.update(n=args.n, reward=fields.pop("rewards")[0])
+    return result.images[0], fields
+
+
 def _diffusion(method):
     def run(pipe, preset, args):
         from .diffusion_sampler import sample_guided, sample_tweedie
@@ -79,7 +108,7 @@ def _diffusion(method):
     return run
 
 
-FAMILY = {"is": "flow", "bon": "flow", "guided": "diffusion", "tweedie": "diffusion"}  # the family a method needs
+FAMILY = {"is": "flow", "fk": "flow", "guided": "diffusion", "tweedie": "diffusion"}  # the family a method needs
 
 
 def _check_family(method: str, model: str, family: str | None) -> None:
@@ -90,7 +119,7 @@ def _check_family(method: str, model: str, family: str | None) -> None:
         raise ValueError(f"--method {method} needs a {needed} model (e.g. {examples}); {model} is a {family} model")
 
 
-METHODS = {"baseline": _baseline, "is": _flow("is"), "bon": _flow("bon"), "guided": _diffusion("guided"),
+METHODS = {"baseline": _baseline, "is": _flow("is"), "fk": _fk, "bon": _bon, "guided": _diffusion("guided"),
            "tweedie": _diffusion("tweedie")}
 
 
@@ -106,15 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--steps", type=int, default=None, help="default: the preset's")
     gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale; default: preset's")
     gen.add_argument("--method", choices=tuple(METHODS), default="baseline",
-                     help="baseline; is = importance-sampled flow guidance; bon = best of N (flow models); "
-                          "guided = guidance network; tweedie = reward gradient through x̂0 (diffusion models)")
+                     help="baseline; bon = best of N (any model); is = importance-sampled flow guidance; fk = "
+                          "Feynman-Kac steering (flow models); guided = guidance network; tweedie = reward "
+                          "gradient through x̂0 (diffusion models)")
     gen.add_argument("--n", type=int, default=defaults.FLOW_N, help="is/bon: samples in the bank")
     gen.add_argument("--beta", type=float, default=None,
                      help=f"is/guided/tweedie: reward temperature, smaller = stronger (default {defaults.FLOW_BETA} "
                           f"for is, {defaults.DIFFUSION_BETA} for guided and tweedie)")
     gen.add_argument("--estimator", choices=sorted(defaults.ESTIMATORS), default=defaults.FLOW_ESTIMATOR,
                      help="is: the estimator's settings (paper = the paper's exact estimator)")
-    gen.add_argument("--particles", type=int, default=1, help="is: guided particles K, the best by reward is kept")
+    gen.add_argument("--particles", type=int, default=None, help="is: guided particles K, the best by reward is "
+                                                                  "kept (default 1); fk: particles (default 9)")
     gen.add_argument("--rounds", type=int, default=1, help="is: rounds of iterated tilting R (cost N + K·R)")
     gen.add_argument("--eta", type=float, default=defaults.DIFFUSION_ETA, help="guided: weight of the consistency "
                                                                                 "term")
@@ -130,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("presets", help="list the named models")
     args = parser.parse_args(argv)
     if args.command == "generate" and args.beta is None:
-        args.beta = defaults.FLOW_BETA if args.method in ("is", "bon") else defaults.DIFFUSION_BETA
+        args.beta = defaults.FLOW_BETA if args.method in ("is", "fk", "bon") else defaults.DIFFUSION_BETA
+    if args.command == "generate" and args.particles is None:
+        args.particles = defaults.FLOW_N + 1 if args.method == "fk" else 1
 
     if args.command == "presets":
         from .presets import PRESETS
@@ -151,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             parse_spec(args.reward)
         if args.method in ("is", "bon"):  # refuse bad numbers before loading anything
             check_n(args.n)
-        if args.method in ("is", "guided", "tweedie"):
+        if args.method in ("is", "fk") and not 1 <= args.particles <= 64:
+            raise ValueError(f"--particles must be from 1 to 64, got {args.particles}")
+        if args.method in ("is", "fk", "guided", "tweedie"):
             check_beta(args.beta)
         if args.method == "guided":
             check_eta(args.eta)

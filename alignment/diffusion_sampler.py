@@ -243,3 +243,27 @@ def sample_tweedie(pipe, prompt, *, reward: str | Reward, beta: float = 1.0, alp
     rewards, name = _score(reward, images, prompts)
     return DiffusionResult(images, prompts, "tweedie", seed, steps, guidance, beta, None, alpha, rewards, name,
                            seconds)
+
+
+def best_of_n(pipe, prompt, *, n: int = 2, seed: int = 0, reward: str | Reward = "toy-pickscore",
+              steps: int | None = None, guidance_scale: float | None = None,
+              preset: Preset | None = None) -> DiffusionResult:
+    """Per prompt, the highest-reward of ``n`` baseline samples: draw 0 from ``seed`` (the baseline's own image),
+    draw j > 0 from ``sample_seed(seed, j)``. Costs n sampler runs and n reward calls per prompt; ``seconds``
+    counts both."""
+    from .sample_bank import check_n, sample_seed
+
+    n = check_n(n)
+    prompts = _prompts(prompt)
+    steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
+    reward = load_reward(reward, device=pipe._execution_device) if isinstance(reward, str) else reward
+    start = time.perf_counter()
+    draws = []
+    for j in range(n):
+        images, _ = _run(pipe, None, prompts, seed if j == 0 else sample_seed(int(seed), j), steps, guidance, size)
+        draws.append((images, reward.score(images, prompts).float().cpu()))
+    scores = torch.stack([r for _, r in draws])  # (n, B)
+    pick = scores.argmax(0)
+    images = [draws[int(j)][0][i] for i, j in enumerate(pick)]
+    return DiffusionResult(images, prompts, f"best-of-{n}", seed, steps, guidance, None, None, None,
+                           scores.max(0).values, reward.name, time.perf_counter() - start)

@@ -197,3 +197,21 @@ def test_fk_steering_runs_the_pipeline_and_keeps_the_best_particle(toy):
     assert torch.allclose(out.rewards, Redness().score(out.images, PROMPTS), atol=1e-5)
     with pytest.raises(ValueError, match="eta"):
         sample_fk(pipe, PROMPTS[0], particles=2, eta=0.0, bank=bank)
+
+
+def test_command_line_fk_and_diffusion_best_of_n(tmp_path, capsys):
+    import json as _json
+
+    from alignment.__main__ import main
+
+    common = ["generate", "--device", "cpu", "--prompt", PROMPTS[0], "--reward", "toy-pickscore"]
+    assert main(common + ["--model", "toy-sd3", "--steps", "2", "--method", "fk", "--particles", "2",
+                          "--out", str(tmp_path / "fk.png")]) == 0
+    line = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["method"] == "fk" and line["particles"] == 2 and len(line["resampled"]) == 2
+    assert main(common + ["--model", "toy-sdxl", "--steps", "1", "--method", "bon", "--n", "2",
+                          "--out", str(tmp_path / "bon.png")]) == 0
+    line = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["method"] == "bon" and line["n"] == 2 and (tmp_path / "bon.png").is_file()
+    assert main(common + ["--model", "toy-sdxl", "--method", "fk", "--out", str(tmp_path / "x.png")]) == 2
+    assert "flow model" in capsys.readouterr().err

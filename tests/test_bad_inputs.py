@@ -1,4 +1,4 @@
-"""Every bad input, end to end (``evaluations.bad_inputs``): the studio served in-process and called over real HTTP
+"""Every bad input, end to end (``benchmarks.bad_inputs``): the studio served in-process and called over real HTTP
 as the browser speaks Gradio's queue protocol, the command lines (in this process) and the Python API. Nothing
 crashes, every answer is one clear sentence, nothing wrong is stored, and prompt text never comes back as HTML."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluations.bad_inputs import IMG, SCRIPT, Row, clarity_problems, html_problems, markdown, run, show, stored_text
+from benchmarks.bad_inputs import IMG, SCRIPT, Row, clarity_problems, html_problems, markdown, run, show, stored_text
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def test_every_kind_of_bad_input_was_tried(rows):
                    "page `explore` · N", "page `explore` · seed", "page `explore` · model", "page `arena_pair` · prompt",
                    "page `vote_left`", "page `export_html`", "CLI `python -m alignment generate`",
                    "CLI `python -m studio dashboard`", "`alignment.load_pipeline`",
-                   "`alignment.rewards.load_reward`", "`training.preference_data.iter_pairs`",
+                   "`alignment.rewards.load_reward`", "`alignment.pickapic.iter_pairs`",
                    "`studio.store.Store.record_vote`"):
         assert needed in entries, needed
     inputs = " ".join(r.input for r in rows)

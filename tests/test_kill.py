@@ -5,7 +5,7 @@ whole, and the store opens and takes new votes.
 
 Two writers, both the studio's own code in a subprocess:
 
-* the studio's HTTP server (``evaluations.load_test.serve``: the real page, arena and store, images drawn from a
+* the studio's HTTP server (``benchmarks.load_test.serve``: the real page, arena and store, images drawn from a
   hash), driven by voters through Gradio's queue protocol; a vote is acknowledged when the page answered "Vote
   saved". Importing gradio and the studio takes a 2-core machine ~20 s, so one subprocess imports them once and
   forks a fresh server for each round (a zygote; nothing but the main thread runs in it when it forks);
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from evaluations.load_test import check_votes, drive, new_log, prompt_for, stored_votes
+from benchmarks.load_test import check_votes, drive, new_log, prompt_for, stored_votes
 from studio.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ HTTP_ROUNDS, STORE_ROUNDS = 3, 6
 
 ZYGOTE = r"""
 import os, signal, sys
-from evaluations import load_test
+from benchmarks import load_test
 import studio.ui, alignment  # everything a server needs, imported once
 database_url, data_dir = sys.argv[1:3]
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed servers are reaped at once
@@ -60,7 +60,7 @@ for _ in sys.stdin:
 WRITER = r"""
 import sys
 from PIL import Image
-from studio.store import Store  # not evaluations: its package imports the models (~20 s here)
+from studio.store import Store  # the store alone: no Gradio, no models
 
 database_url, data_dir, prompts, writer = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 store = Store(database_url, data_dir, vote_cap=10**6, client_vote_cap=10**9, client_salt="kill")

@@ -1,5 +1,5 @@
 """Load: 50 voters at once, each in its own Gradio session, ask for pairs and vote through the page's real HTTP API
-(``evaluations.load_test``: the studio served in this process on 127.0.0.1, images from a hash instead of a
+(``benchmarks.load_test``: the studio served in this process on 127.0.0.1, images from a hash instead of a
 sampler); then the database is read back. Every acknowledged vote is stored exactly once, nothing else is stored,
 every voter gets through.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluations.load_test import check_votes, ok, run_load
+from benchmarks.load_test import check_votes, ok, run_load
 
 VOTERS, VOTES_EACH = 50, 2
 

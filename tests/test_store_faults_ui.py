@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event
 from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
-from evaluations.load_test import Studio, run_coroutine
+from benchmarks.load_test import Studio, run_coroutine
 from studio.engine import Config
 from studio.store import Store
 

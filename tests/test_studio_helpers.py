@@ -61,7 +61,7 @@ def test_the_cheap_reward_prefers_red():
 def served_page(engine, folder, configs):
     """(demo, store): the studio page over ``engine`` and a fresh SQLite store in ``folder``, served with Gradio's
     queue on a free loopback port, closed afterwards."""
-    from evaluations.load_test import free_port
+    from benchmarks.load_test import free_port
     from studio.ui import LAUNCH_KWARGS, build_demo
 
     store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")

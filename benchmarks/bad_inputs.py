@@ -1,8 +1,8 @@
 """Bad input, end to end: every bad input the studio and its tools can be given, sent where a person or a script
 would send it, with the answer each got, whether anything crashed, and whether anything was stored.
 
-    python -m evaluations.bad_inputs           # → evaluations/results/bad_inputs.md and bad_inputs.json
-    python -m evaluations.bad_inputs --fast    # the command lines run in this process (what the test runs)
+    python -m benchmarks.bad_inputs           # → benchmarks/results/bad_inputs.md and bad_inputs.json
+    python -m benchmarks.bad_inputs --fast    # the command lines run in this process (what the test runs)
 
 The studio is served in this process on 127.0.0.1 (a free port) over the toy presets, the shipped toy reward and
 guidance network, and a fresh SQLite store in a temporary folder. Its events are called over real HTTP as the
@@ -15,7 +15,7 @@ Entry points:
 * the command lines: ``python -m alignment generate`` (unknown model and reward, bad numbers, a corrupt
   checkpoint folder) and ``python -m studio dashboard`` (a stored ``<script>`` prompt, a bad database URL);
 * the Python API: ``alignment.load_pipeline`` (unknown names, corrupt checkpoint folders),
-  ``alignment.rewards.load_reward``, ``training.preference_data.iter_pairs`` (corrupt Pick-a-Pic rows and files),
+  ``alignment.rewards.load_reward``, ``alignment.pickapic.iter_pairs`` (corrupt Pick-a-Pic rows and files),
   ``studio.store.Store`` and ``studio.arena_tab.ArenaSession`` (votes on unknown pairs, twice, bad choices).
 
 For each input: the answer (the sentence the person got, or the exception a caller got), whether it crashed (a
@@ -26,8 +26,8 @@ prompt one session, one prompt, two generations and one comparison, its text cle
 Every HTTP answer, the page's config, the dashboard's payload and both exported dashboards are searched for the
 raw ``<script>`` and ``<img onerror>`` tags of stored prompts: prompt text must come back as text, never HTML.
 
-The one exception to the layering (evaluations never import the studio), as in ``load_test``: this script drives
-the studio itself, and imports it only inside its functions. Loopback only.
+The studio is imported inside the functions that serve it, so the table's helpers load without Gradio and the
+models. Loopback only.
 """
 
 from __future__ import annotations
@@ -656,7 +656,7 @@ class Run:
                   (ValueError, ModelLoadError, OSError))
 
     def parquet(self):
-        from training.preference_data import LoadReport, iter_pairs
+        from alignment.pickapic import LoadReport, iter_pairs
 
         for what, build, expected in parquet_cases(self.folder / "parquet"):
             def read(build=build):
@@ -665,7 +665,7 @@ class Run:
                 captions = [p.caption for p in pairs]
                 wrong = [c for c in captions if not c.startswith("good row")]
                 return f"{report}" + (f"; WRONG: kept {wrong}" if wrong else "")
-            row = self.call("`training.preference_data.iter_pairs`", what, read, expected)
+            row = self.call("`alignment.pickapic.iter_pairs`", what, read, expected)
             if "WRONG" in row.answer:
                 row.problems.append("a broken row was kept")
             if row.stored == "nothing":
@@ -774,7 +774,7 @@ def parquet_cases(folder: Path):
     """(what, build → path, the exceptions allowed) per kind of broken Pick-a-Pic file: two good rows and one bad."""
     import pandas as pd
 
-    from training.preference_data import jpeg_bytes, write_pickapic
+    from alignment.pickapic import jpeg_bytes, write_pickapic
 
     folder.mkdir(parents=True, exist_ok=True)
     good = [{"caption": f"good row {i}", "image_0": _image(10 + i), "image_1": _image(200 - i), "label_0": 1.0,
@@ -879,7 +879,7 @@ def markdown(rows: list[Row], meta: dict) -> str:
         (f"{len(rows)} bad inputs through {len({r.entry for r in rows})} entry points; crashed: {crashed} (of "
          f"which {outside} in Gradio's own protocol handling, before any studio code: malformed requests no page "
          f"sends); with a problem (unclear answer, wrong row stored, raw HTML shown): {len(wrong)}. Made by "
-         f"`python -m evaluations.bad_inputs{' --fast' if meta['fast'] else ''}` in {meta['seconds']:.0f} s on "
+         f"`python -m benchmarks.bad_inputs{' --fast' if meta['fast'] else ''}` in {meta['seconds']:.0f} s on "
          f"{meta['machine']} ({meta['when']})."),
         "",
         ("Inputs are shown as Python literals (control characters escaped, long ones cut). *Crashed* means a stack "
@@ -900,7 +900,7 @@ def markdown(rows: list[Row], meta: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluations.bad_inputs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bad_inputs", description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="run the command lines in this process, fewer of them")
     parser.add_argument("--out", type=Path, default=RESULTS / "bad_inputs.md", help="the markdown table (and .json)")
     parser.add_argument("--render", action="store_true", help="write the table again from the .json, run nothing")

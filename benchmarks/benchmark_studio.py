@@ -1,8 +1,8 @@
 """How fast the studio answers on this machine with the toy presets: the first side-by-side pair, and a β change
 re-rendered over a cached sample bank. Printed and written as JSON.
 
-    python -m evaluations.benchmark_studio                      # → evaluations/results/benchmark_studio.json
-    python -m evaluations.benchmark_studio --threads 2 --out /tmp/b.json
+    python -m benchmarks.benchmark_studio                      # → benchmarks/results/benchmark_studio.json
+    python -m benchmarks.benchmark_studio --threads 2 --out /tmp/b.json
 
 Measured twice: on the studio's engine (``studio.engine.Engine.explore``: sampling, reward scoring, caches), and
 through the page's HTTP API as the browser speaks it (``build_demo()`` served on loopback; join Gradio's queue and
@@ -17,7 +17,6 @@ guidance network are loaded first, as the app's warm-up does at start; their loa
 * β change: the same (prompt, seed) at a β not yet seen, the bank (flow) and the baseline cached; through HTTP,
   the β slider's own release event.
 
-The one exception to the layering (evaluations never import the studio): this script measures the studio itself.
 The machine's load average is recorded: on a shared 2-core machine other processes change these numbers a lot.
 """
 
@@ -139,7 +138,7 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluations.benchmark_studio")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.benchmark_studio")
     parser.add_argument("--n", type=int, default=8, help="flow bank size N")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: the app's choice, 1 on a CPU of 2 cores or fewer)")

@@ -1,10 +1,10 @@
 """Load test of the studio's vote path: many simulated voters at once, each in its own Gradio session, through the
 page's real HTTP API (Gradio's queue protocol, as the browser speaks it); then the database is read back.
 
-    python -m evaluations.load_test --voters 50 --votes-per-voter 4          # → evaluations/results/load_test.json
-    python -m evaluations.load_test --database-url postgresql+psycopg://…/studio --out /tmp/load.json
-    python -m evaluations.load_test serve --port 7861 --database-url sqlite:////tmp/load.sqlite   # a server alone
-    python -m evaluations.load_test --url http://127.0.0.1:7861/ --database-url sqlite:////tmp/load.sqlite
+    python -m benchmarks.load_test --voters 50 --votes-per-voter 4          # → benchmarks/results/load_test.json
+    python -m benchmarks.load_test --database-url postgresql+psycopg://…/studio --out /tmp/load.json
+    python -m benchmarks.load_test serve --port 7861 --database-url sqlite:////tmp/load.sqlite   # a server alone
+    python -m benchmarks.load_test --url http://127.0.0.1:7861/ --database-url sqlite:////tmp/load.sqlite
 
 Each voter asks for a pair (api ``arena_pair``), votes on it (``vote_left`` / ``vote_right`` / ``vote_tie`` /
 ``vote_both_bad`` in turn), and repeats. A vote counts as *acknowledged* when the server's answer says
@@ -21,9 +21,9 @@ prompt, seed) in microseconds instead of a diffusion sample, because on a 2-core
 image (and the one model lock every pair waits on) would measure the sampler, not the vote path. ``--engine toy``
 uses the shipped toy models instead.
 
-The one exception to the layering (evaluations never import the studio), as in ``benchmark_studio``: this script
-drives the studio itself, and imports it only inside its functions. Loopback only; the count of voters and votes
-and the time (``--timeout``) are bounded.
+The studio is imported inside the functions that serve it, so the voters' helpers (``drive``, ``check_votes``) load
+without Gradio and the models. Loopback only; the count of voters and votes and the time (``--timeout``) are
+bounded.
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def ok(report: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluations.load_test", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load_test", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", choices=("run", "serve"), default="run",
                         help="run the load (default), or serve the studio alone for a load from elsewhere")
     parser.add_argument("--voters", type=int, default=50)
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="serve: the port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the whole load may take")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to write the JSON report (default: evaluations/results/load_test.json for a "
+                        help="where to write the JSON report (default: benchmarks/results/load_test.json for a "
                              "50-voter run, none otherwise)")
     args = parser.parse_args(argv)
 

@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from studio.engine import StudioSettings, set_threads
+    from studio.settings import StudioSettings, set_threads
     from studio.ui import LAUNCH_KWARGS, build_demo
 
     settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],

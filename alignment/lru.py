@@ -1,4 +1,4 @@
-"""A small thread-safe least-recently-used map, for what the samplers and rewards compute once per prompt."""
+"""A small thread-safe least-recently-used map, for what the samplers, rewards and the studio compute once."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 class LRU:
     """``get(key, make)`` returns the value kept for ``key``, making and keeping it with ``make()`` when missing;
-    beyond ``maxsize`` entries the least recently used go. ``lock`` (re-entrant) makes a batch of operations
-    atomic when the studio's worker threads share the map."""
+    ``lookup(key)`` and ``put(key, value)`` read and write without making. Beyond ``maxsize`` entries the least
+    recently used go. ``lock`` (re-entrant) makes a batch of operations atomic when the studio's worker threads
+    share the map."""
 
     def __init__(self, maxsize: int):
         if int(maxsize) < 1:
@@ -28,6 +29,23 @@ class LRU:
             while len(self._items) > self.maxsize:
                 self._items.popitem(last=False)
             return self._items[key]
+
+    def lookup(self, key: Hashable, default: Any = None) -> Any:
+        """The value kept for ``key`` (now the most recently used), or ``default``; makes nothing."""
+        with self.lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        """Keep ``value`` for ``key`` (replacing what was kept) as the most recently used; returns it."""
+        with self.lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+            return value
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checks import check_seed, whole_number
 from .lru import LRU
 from .presets import Preset
 from .rewards import Reward, load_reward
@@ -65,16 +66,10 @@ def resolve_settings(pipe, preset: Preset | None = None, steps: int | None = Non
     return Settings(steps, guidance, int(size), int(size))
 
 
-def check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_BANK:
-        raise ValueError(f"n (the bank size) must be an integer from 1 to {MAX_BANK}, got {n!r}")
-    return int(n)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
-    return int(seed)
+def check_n(n, max_n: int = MAX_BANK, name: str = "n (the bank size)") -> int:
+    """The bank size: a whole number from 1 to ``max_n``. The studio passes its own, smaller limit, and ``name`` as
+    its page calls the knob."""
+    return whole_number(n, name, 1, max_n)
 
 
 def sample_seed(seed: int, k: int) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from .checks import check_seed
 from .presets import Preset
 
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens; longer text is almost surely a paste error
@@ -55,9 +56,7 @@ def generate(
         raise ValueError(f"steps must be between 1 and 1000, got {steps}")
     if not (0.0 <= guidance <= 30.0):
         raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be a non-negative integer below 2**63, got {seed}")
-    generator = torch.Generator("cpu").manual_seed(int(seed))
+    generator = torch.Generator("cpu").manual_seed(check_seed(seed))
     kwargs = {}
     if preset is not None:
         kwargs.update(height=preset.resolution, width=preset.resolution)

@@ -329,7 +329,9 @@ class Run:
     def __init__(self, folder: Path, fast: bool):
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from studio.engine import Config, Engine, StudioSettings, set_threads
+        from studio.configs import Config
+        from studio.engine import Engine
+        from studio.settings import StudioSettings, set_threads
         from studio.store import Store
         from studio.ui import LAUNCH_KWARGS, build_demo
 
@@ -832,8 +834,9 @@ def page_error_type():
 def page_handler_explore(model: str):
     """What the page's explore handler answers for ``model`` offered by the studio (``page_errors`` over the
     engine), without serving a second page."""
-    from studio.engine import Engine, StudioSettings
+    from studio.engine import Engine
     from studio.errors import page_errors
+    from studio.settings import StudioSettings
     from studio.explore import run_explore
 
     engine = Engine(StudioSettings(models=(model,), device="cpu", reward="toy-pickscore"))

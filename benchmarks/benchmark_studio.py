@@ -68,7 +68,7 @@ def engine_numbers(engine, n: int, seeds: range) -> dict:
         key = "diffusion" if model == "toy-sdxl" else "flow"
         out[key] = {"model": model, "first_pair": stats(first), "beta_change": stats(change)}
     # the flow bank once more, alone: what the first flow pair spends on its N samples
-    bank = engine.bank("toy-sd3")
+    bank = engine.resources.bank("toy-sd3")
     made = bank.samples_made
     start = time.perf_counter()
     engine._fill_bank("toy-sd3", "a cyan cross on a black background", seeds[-1], n, None)
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from studio.engine import Engine, StudioSettings, set_threads
+    from studio.engine import Engine
+    from studio.settings import StudioSettings, set_threads
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(StudioSettings(device="cpu"))
     start = time.perf_counter()
     for model in ("toy-sdxl", "toy-sd3"):
-        engine.pipeline(model)
-        engine.reward(model)
-    engine.network("toy-sdxl")
+        engine.resources.pipeline(model)
+        engine.resources.reward(model)
+    engine.resources.network("toy-sdxl")
     load_s = time.perf_counter() - start
     engine.explore("toy-sdxl", "a warm-up", 0)  # first calls pay one-time allocations; the app's warm-up too
     engine.explore("toy-sd3", "a warm-up", 0, n=2)

@@ -61,26 +61,30 @@ ENGINE_NOTES = {
 
 def arena_configs():
     """The two configurations the load's pairs are made of (one baseline and one aligned of one model)."""
-    from studio.engine import Config
+    from studio.configs import Config
 
     return [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]
 
 
 def cheap_engine():
     """A ``studio.engine.Engine`` whose images cost nothing: ``render`` draws a 64×64 picture from a hash of
-    (configuration, prompt, seed) with a made-up reward; everything else of the page is the studio's own."""
+    (configuration, prompt, seed) with a made-up reward, over resources that load nothing; everything else of the
+    page is the studio's own."""
     import numpy as np
     from PIL import Image
 
-    from studio.engine import Engine, Panel, StudioSettings
+    from studio.engine import Engine, Panel
+    from studio.resources import Resources
+    from studio.settings import StudioSettings
 
-    class CheapEngine(Engine):
+    class NoResources(Resources):
         def available(self, config):
             return None
 
         def pipeline(self, model):
             return None, None
 
+    class CheapEngine(Engine):
         def render(self, config, prompt, seed, progress=None):
             start = time.perf_counter()
             digest = hashlib.sha256(f"{config.label}|{prompt}|{seed}".encode()).digest()
@@ -92,18 +96,19 @@ def cheap_engine():
             return Panel(Image.fromarray(pixels), config.method, config, {"cheap": float(digest[8]) / 255},
                          time.perf_counter() - start)
 
-    return CheapEngine(StudioSettings(device="cpu", models=("toy-sdxl",)))
+    return CheapEngine(resources=NoResources(StudioSettings(device="cpu", models=("toy-sdxl",))))
 
 
 def make_engine(kind: str):
     if kind == "cheap":
         return cheap_engine()
     if kind == "toy":
-        from studio.engine import Engine, StudioSettings, set_threads
+        from studio.engine import Engine
+        from studio.settings import StudioSettings, set_threads
 
         set_threads("cpu")
         engine = Engine(StudioSettings(device="cpu"))
-        engine.warm_up(["toy-sdxl"])
+        engine.resources.warm_up(["toy-sdxl"])
         return engine
     raise ValueError(f"--engine must be cheap or toy, not {kind!r}")
 

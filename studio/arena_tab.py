@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .arena import Arena
-from .engine import Config, Engine, default_arena_configs
-from .errors import CheckboxGroup, Radio, gpu, page_errors, text
+from .components import CheckboxGroup, Radio, text
+from .configs import Config, default_arena_configs
+from .engine import Engine
+from .errors import page_errors
 from .explore import EXAMPLES
+from .settings import gpu
 from .store import MAX_SEED, Store, StoreError, VoteRefused
 
 PAIRINGS = ("baseline vs aligned", "any two of the list")
@@ -100,7 +103,7 @@ class ArenaSession:
 
     def _record(self, config: Config, prompt: str, seed: int, progress) -> int:
         panel = self.engine.render(config, prompt, seed, progress)
-        _, preset = self.engine.pipeline(config.model)
+        _, preset = self.engine.resources.pipeline(config.model)
         settings = ({"steps": preset.steps, "guidance_scale": preset.guidance_scale, "resolution": preset.resolution}
                     if preset else {})
         return self._store().add_generation(prompt, panel.image, model=config.model, method=config.method,

@@ -242,8 +242,8 @@ def spreadsheet_safe(value):
 
 def votes_csv(votes, path: str | Path) -> Path:
     """The votes as CSV, one row each with :data:`VOTE_COLUMNS`; config and rewards as JSON text, which
-    ``studio.vote_records.as_frame(pd.read_csv(path))`` reads back. Free-text cells that start like a spreadsheet formula
-    are prefixed with ``'``."""
+    ``studio.vote_records.as_frame(pd.read_csv(path))`` reads back. Free-text cells that start like a spreadsheet
+    formula are prefixed with ``'``."""
     frame = as_frame(votes)[list(VOTE_COLUMNS)].copy()
     for column in frame.columns:
         if column.endswith(JSON_COLUMNS):

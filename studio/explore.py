@@ -14,8 +14,10 @@ import random
 import gradio as gr
 from gradio.components.plot import PlotData
 
+from .components import Dropdown, Number, Slider, text
 from .engine import Engine, ExploreView
-from .errors import Dropdown, Number, Slider, gpu, page_errors, text
+from .errors import page_errors
+from .settings import gpu
 from .store import MAX_SEED
 
 EXAMPLES = [
@@ -123,7 +125,7 @@ def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, esti
     """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
     shown at once and the rest follows; otherwise one answer. Last, what the page now shows (see ``shown_key``)."""
     check_sent(beta, eta, alpha, n)
-    if not engine.quick(model, prompt, seed, n):
+    if not engine.bank_ready(model, prompt, seed, n):
         panel = engine.baseline(model, prompt, seed)
         yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…",
                gr.skip())

@@ -20,8 +20,10 @@ import gradio as gr
 
 from .arena_tab import ArenaSession, build_arena
 from .dashboard_tab import Dashboard, build_dashboard
-from .engine import Config, Engine, StudioSettings
+from .configs import Config
+from .engine import Engine
 from .explore import build_explore
+from .settings import StudioSettings
 from .store import Store, StoreError
 
 log = logging.getLogger("studio")
@@ -74,5 +76,5 @@ def build_demo(settings: StudioSettings | None = None, *, engine: Engine | None 
                 build_dashboard(dashboard, tab)
     demo.studio_engine, demo.studio_store = engine, store  # for tests and scripts
     if warm_up:
-        threading.Thread(target=engine.warm_up, name="studio-warm-up", daemon=True).start()
+        threading.Thread(target=engine.resources.warm_up, name="studio-warm-up", daemon=True).start()
     return demo

@@ -33,3 +33,14 @@ def test_lru_makes_once_keeps_the_most_recent_and_is_thread_safe():
     for t in threads:
         t.join()
     assert sorted(calls) == list(range(10))  # each key made exactly once across threads
+
+
+def test_lru_lookup_and_put_make_nothing():
+    cache = LRU(2)
+    assert cache.lookup("a") is None and cache.lookup("a", 0) == 0 and len(cache) == 0
+    assert cache.put("a", 1) == 1 and cache.put("b", 2) == 2
+    assert cache.lookup("a") == 1  # a is now the most recent
+    cache.put("c", 3)  # evicts b
+    assert "b" not in cache and cache.lookup("c") == 3
+    cache.put("a", 4)  # replaces
+    assert cache.get("a", lambda: 5) == 4 and len(cache) == 2

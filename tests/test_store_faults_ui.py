@@ -15,7 +15,7 @@ from sqlalchemy import event
 from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
 from benchmarks.load_test import Studio, run_coroutine
-from studio.engine import Config
+from studio.configs import Config
 from studio.store import Store
 
 CONFIGS = [Config.of("toy-sdxl", "baseline"), Config.of("toy-sdxl", "guided", alpha=1.0, beta=0.5, eta=1.0)]

@@ -11,7 +11,7 @@ import pytest
 from test_studio_helpers import PROMPT, REWARD, studio_engine, studio_store  # noqa: F401  (fixtures)
 
 from studio.arena_tab import PAIRINGS, ArenaSession, PairState, client_address, reveal_markdown
-from studio.engine import Config
+from studio.configs import Config
 from studio.store import StoreError, VoteRefused
 
 BASELINE = Config.of("toy-sdxl", "baseline")

@@ -13,7 +13,10 @@ from test_studio_helpers import PROMPT, REWARD, studio_engine  # noqa: F401  (fi
 from alignment.diffusion_sampler import sample_guided
 from alignment.flow_sampler import sample_is
 from alignment.presets import PRESETS
-from studio.engine import Config, Engine, StudioSettings, Unavailable, default_arena_configs, tilt_collapse
+from studio.configs import Config, default_arena_configs
+from studio.engine import Engine, tilt_collapse
+from studio.resources import Unavailable
+from studio.settings import StudioSettings
 from studio.memo import Memo
 
 
@@ -26,7 +29,7 @@ def test_diffusion_pair_then_a_slider_reuses_the_baseline_and_matches_the_sample
     first = engine.explore("toy-sdxl", PROMPT, 11, beta=0.5, eta=1.0, alpha=1.0)
     assert first.family == "diffusion" and not first.baseline.cached and not first.aligned.cached
     assert set(first.baseline.rewards) == set(first.aligned.rewards) == {REWARD}
-    unet = engine.pipeline("toy-sdxl")[0].unet
+    unet = engine.resources.pipeline("toy-sdxl")[0].unet
     assert isinstance(unet, Memo)
     hits = unet.hits
     moved = engine.explore("toy-sdxl", PROMPT, 11, beta=0.2, eta=1.0, alpha=3.0)
@@ -37,8 +40,8 @@ def test_diffusion_pair_then_a_slider_reuses_the_baseline_and_matches_the_sample
     from alignment import load_pipeline
 
     pipe, preset = load_pipeline("toy-sdxl", device="cpu")
-    direct = sample_guided(pipe, PROMPT, network=engine.network("toy-sdxl"), beta=0.2, eta=1.0, alpha=3.0, seed=11,
-                           preset=preset)
+    direct = sample_guided(pipe, PROMPT, network=engine.resources.network("toy-sdxl"), beta=0.2, eta=1.0, alpha=3.0,
+                           seed=11, preset=preset)
     assert np.array_equal(pixels(direct.images[0]), pixels(moved.aligned.image))
     again = engine.explore("toy-sdxl", PROMPT, 11, beta=0.5, eta=1.0, alpha=1.0)
     assert again.aligned.cached and np.array_equal(pixels(again.aligned.image), pixels(first.aligned.image))
@@ -53,7 +56,7 @@ def test_flow_bank_is_cached_beta_reruns_only_the_trajectory_and_n_extends_it(st
     engine = studio_engine
     steps = []
     view = engine.explore("toy-sd3", PROMPT, 3, beta=0.5, n=4, progress=lambda f, desc: steps.append((f, desc)))
-    bank = engine.bank("toy-sd3")
+    bank = engine.resources.bank("toy-sd3")
     made = bank.samples_made
     assert view.family == "flow" and view.n == 4 and made >= 4
     assert view.best_of_n.rewards[REWARD] == pytest.approx(float(bank.get(PROMPT, 3, 4).rewards.max()))
@@ -65,7 +68,7 @@ def test_flow_bank_is_cached_beta_reruns_only_the_trajectory_and_n_extends_it(st
     moved = engine.explore("toy-sd3", PROMPT, 3, beta=2.0, n=4)
     assert bank.samples_made == made, "a β change makes no bank samples"
     assert moved.baseline.cached and moved.best_of_n.cached and not moved.aligned.cached
-    fresh = sample_is(engine.pipeline("toy-sd3")[0], PROMPT, seed=3, n=4, beta=2.0, bank=bank)
+    fresh = sample_is(engine.resources.pipeline("toy-sd3")[0], PROMPT, seed=3, n=4, beta=2.0, bank=bank)
     assert np.array_equal(pixels(fresh.images[0]), pixels(moved.aligned.image))
 
     engine.explore("toy-sd3", PROMPT, 3, beta=2.0, n=6)

@@ -11,7 +11,8 @@ import torch
 
 from alignment.guidance_network import GuidanceNetwork
 from alignment.rewards import Reward, register
-from studio.engine import Engine, StudioSettings
+from studio.engine import Engine
+from studio.settings import StudioSettings
 from studio.store import Store
 
 REWARD = "test-studio-redness"

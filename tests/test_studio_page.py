@@ -13,8 +13,9 @@ import httpx
 import pytest
 from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
-from studio.engine import Config
-from studio.errors import page_errors, sentence, text
+from studio.components import text
+from studio.configs import Config
+from studio.errors import page_errors, sentence
 from studio.ui import build_demo
 
 API_NAMES = {"explore", "arena_pair", "vote_left", "vote_right", "vote_tie", "vote_both_bad", "dashboard",

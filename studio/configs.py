@@ -1,0 +1,81 @@
+"""The ways the studio makes an image: a ``Config`` is a model, a method and its knobs; the methods of each model
+family; the named flow estimator settings as knobs; and the Arena's list of configurations.
+
+    Config.of("toy-sd3", "is", beta=0.3, n=8).label        # 'toy-sd3 · is · β=0.3 N=8'
+    default_arena_configs()                                 # baseline and aligned configurations of each model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .settings import TOY_MODELS
+from .store import LABEL_KEYS, config_label
+
+METHODS = {"diffusion": ("baseline", "guided"), "flow": ("baseline", "is", "bon")}
+METHOD_NAMES = {"baseline": "Baseline", "guided": "Aligned (guidance network)", "is": "Aligned (importance-sampled)",
+                "bon": "Best-of-N"}
+# An "is" configuration names the estimator by its options; absent options are the paper's (Estimator()).
+ESTIMATOR_KNOBS = ("tau", "scale", "sigma_min", "sigma_max", "damping")
+PARTICLE_KNOBS = ("particles", "rounds")
+KNOBS = {"baseline": (), "guided": ("beta", "eta", "alpha"), "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS),
+         "bon": ("n",)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way of making an image: model, method (baseline, guided, is, bon) and its knobs (β, η, α, N)."""
+
+    model: str
+    method: str
+    knobs: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def of(cls, model: str, method: str, **knobs) -> Config:
+        return cls(model, method, tuple(sorted((k, v) for k, v in knobs.items())))
+
+    @property
+    def config(self) -> dict:
+        return dict(self.knobs)
+
+    @property
+    def label(self) -> str:
+        return config_label(self.model, self.method, self.config)
+
+    def knob_text(self) -> str:
+        """The knobs as the page's titles show them: ``β=0.5 η=1 α=1``."""
+        return " ".join(f"{LABEL_KEYS[k]}={v:g}" for k, v in self.knobs)
+
+
+def estimator_knobs(name: str) -> dict:
+    """The knobs of a named estimator setting (``alignment.defaults.ESTIMATORS``): only those that differ from
+    the paper's, so the paper's configuration stays ``{beta, n}``."""
+    from alignment.defaults import ESTIMATORS
+    from alignment.flow_guidance import PAPER
+
+    if name not in ESTIMATORS:
+        raise ValueError(f"the estimator must be one of {', '.join(sorted(ESTIMATORS))}, not {name!r:.40}")
+    chosen, paper = ESTIMATORS[name].describe(), PAPER.describe()
+    return {k: v for k, v in chosen.items() if v != paper[k]}
+
+
+def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
+    """Baseline and aligned configurations of each model (the arena's list)."""
+    from alignment import defaults
+    from alignment.presets import find_preset
+
+    configs = []
+    for model in models:
+        preset = find_preset(model)
+        family = preset.family if preset else None
+        configs.append(Config.of(model, "baseline"))
+        if family == "diffusion":
+            configs += [Config.of(model, "guided", alpha=defaults.DIFFUSION_ALPHA, beta=defaults.DIFFUSION_BETA,
+                                  eta=defaults.DIFFUSION_ETA),
+                        Config.of(model, "guided", alpha=1.0, beta=0.5, eta=1.0)]
+        elif family == "flow":  # the tuned and the paper's estimator, and best-of-N at the same compute (N + 1)
+            configs += [Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N,
+                                  **estimator_knobs(defaults.FLOW_ESTIMATOR)),
+                        Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N),
+                        Config.of(model, "bon", n=defaults.FLOW_N + 1)]
+    return configs

@@ -123,7 +123,7 @@ def pickscore_model(device="cuda", dtype=torch.bfloat16):
 
 def pickscore(device="cuda", dtype=torch.bfloat16):
     """A full-size PickScore-architecture reward with random weights, through the project's PickScore code."""
-    from alignment.rewards.pickscore import CLIPModelReward
+    from alignment.rewards.clip_model import CLIPModelReward
 
     model, processor = pickscore_model(device, dtype)
     return CLIPModelReward.from_model(model, processor, name="pickscore (random weights)")

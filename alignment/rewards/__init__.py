@@ -2,7 +2,7 @@
 
 from .base import Reward, WeightedSum, clip_preprocess, to_pixels
 from .open_clip_rewards import OpenClipReward
-from .pickscore import CLIPModelReward
+from .clip_model import CLIPModelReward
 from .registry import REWARDS, load_reward, parse_spec, register
 
 __all__ = ["CLIPModelReward", "OpenClipReward", "REWARDS", "Reward", "WeightedSum", "clip_preprocess", "load_reward",

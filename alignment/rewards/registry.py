@@ -14,7 +14,7 @@ from typing import Callable
 from ..presets import CHECKPOINTS
 from .base import Reward, WeightedSum
 from .open_clip_rewards import OpenClipReward, hps_checkpoint
-from .pickscore import CLIPModelReward
+from .clip_model import CLIPModelReward
 
 REWARDS: dict[str, Callable[..., Reward]] = {}
 

@@ -1,4 +1,4 @@
-"""PickScore-style rewards from a ``transformers.CLIPModel`` + ``CLIPProcessor``:
+"""``CLIPModelReward``: PickScore-style rewards from a ``transformers.CLIPModel`` + ``CLIPProcessor``:
 ``r = exp(logit_scale) · cos(image embedding, text embedding)`` (PickScore's own formula).
 
 Serves ``yuvalkirstain/PickScore_v1`` (processor ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``) and any local folder

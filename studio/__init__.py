@@ -1,2 +1,3 @@
-"""The Gradio studio: Explore (baseline vs aligned), the blind Arena, the Dashboard (``ui.py`` composes the tabs),
-the generation engine without Gradio (``engine.py``), and the vote store, arena logic and exports."""
+"""The Gradio studio: Explore (baseline vs aligned), the blind Arena, the Dashboard (``ui.py`` composes the tabs);
+without Gradio, the settings, resources, configurations, input checks and generation engine, the vote store and
+arena logic, the vote analytics (records, ratings, dashboard) and the exports."""

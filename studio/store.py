@@ -45,7 +45,9 @@ from .schema import CHOICES, Base, Comparison, Generation, Prompt, Session, Vote
 
 T = TypeVar("T")
 MAX_PROMPT_CHARS = 2000  # the same rule as alignment.sampling.check_prompt (tests hold them equal)
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # the seed column is a 32-bit integer; the page's inputs are held to it by
+# alignment.checks.check_seed(seed, limit=MAX_SEED + 1) (studio/checks.py). add_generation checks it again
+# itself, as clean_prompt does the prompt, because the store imports no model code (alignment loads torch).
 LABEL_KEYS = {"beta": "β", "eta": "η", "alpha": "α", "n": "N", "tau": "τ", "scale": "λ", "sigma_min": "σmin",
               "sigma_max": "σmax", "damping": "κ", "particles": "K", "rounds": "R"}
 

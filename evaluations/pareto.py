@@ -34,6 +34,7 @@ import datetime
 import itertools
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -332,8 +333,9 @@ def figure(report: dict):
     fig = make_subplots(rows=1, cols=3, subplot_titles=("taste (oracle)", "reward", "beats base on taste (%)"))
     families = defaultdict(list)
     for r in report["table"]:
-        family = r["method"].split(" N=")[0] if r["kind"] == "is" else (
-            "best-of-N" if r["kind"] == "bon" else r["method"])
+        family = (re.sub(r" N=\d+", "", r["method"]) if r["kind"] == "is" else
+                  re.sub(r" K=\d+", "", r["method"]) if r["kind"] == "fk" else
+                  "best-of-N" if r["kind"] == "bon" else r["method"])  # one line per method over its budgets
         families[family].append(r)
     for i, (family, rows) in enumerate(sorted(families.items())):
         rows = sorted(rows, key=lambda r: r["trajectories"])
@@ -391,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank-dir", type=Path, default=None, help="keep the flow sample banks on disk here")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="appended to the output file names")
+    parser.add_argument("--grid-captions", type=int, default=6, help="captions in the picture grid (0: none)")
     args = parser.parse_args(argv)
     preset = find_preset(args.model)
     family = preset.family if preset else "flow"
@@ -402,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("two methods have the same name")
     if args.captions < 1:
         parser.error("need at least one caption")
+    if args.grid_captions < 0:
+        parser.error(f"--grid-captions must be 0 (no grid) or more, got {args.grid_captions}")
     seeds = args.seeds or SPLITS[args.split]["seeds"]
     captions = split_captions(args.split, args.captions)
 
@@ -432,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
                                                           indent=1) + "\n")
     text = markdown(report)
     (args.out_dir / f"{stem}.md").write_text(text)
+    if args.grid_captions > 0:  # one row per caption (first noise seed), one column per method
+        from .base_quality import save_grid
+
+        images = {(m.name, c, s): im for m in methods for c, s, im, *_ in results[m.name]}
+        tiles = [(images[m.name, c, seeds[0]], f"{c} | {m.name}") for c in captions[: args.grid_captions]
+                 for m in methods]
+        save_grid(tiles, args.out_dir / f"{stem}_grid.png", cols=len(methods), scale=2)
     fig = figure(report)
     fig.write_html(args.out_dir / f"{stem}.html", include_plotlyjs="cdn")
     with tempfile.TemporaryDirectory() as tmp:  # offline: the screenshot's page carries plotly.js inline

@@ -59,6 +59,9 @@ def check_config(config: Config, family: str, *, max_n: int,
         out.update(options)
         limits = {"particles": MAX_PARTICLES, "rounds": MAX_ROUNDS}
         out.update({k: whole_number(knobs[k], k, 1, limits[k]) for k in PARTICLE_KNOBS if k in knobs})
+    if config.method == "fk":
+        out["beta"] = check_range(knobs.get("beta", 1.0), "β", *FLOW_BETA_RANGE)
+        out["particles"] = whole_number(knobs.get("particles", 8), "particles", 1, MAX_PARTICLES)
     if config.method in ("is", "bon"):
         out["n"] = check_n(knobs.get("n", 8), max_n, N_NAME)
     return Config.of(model, config.method, **out)

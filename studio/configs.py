@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from .settings import TOY_MODELS
 from .store import LABEL_KEYS, config_label
 
-METHODS = {"diffusion": ("baseline", "guided"), "flow": ("baseline", "is", "bon")}
+METHODS = {"diffusion": ("baseline", "guided", "bon"), "flow": ("baseline", "is", "fk", "bon")}
 METHOD_NAMES = {"baseline": "Baseline", "guided": "Aligned (guidance network)", "is": "Aligned (importance-sampled)",
-                "bon": "Best-of-N"}
+                "fk": "Feynman–Kac steering", "bon": "Best-of-N"}
 # An "is" configuration names the estimator by its options; absent options are the paper's (Estimator()).
 ESTIMATOR_KNOBS = ("tau", "scale", "sigma_min", "sigma_max", "damping")
 PARTICLE_KNOBS = ("particles", "rounds")
 KNOBS = {"baseline": (), "guided": ("beta", "eta", "alpha"), "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS),
-         "bon": ("n",)}
+         "fk": ("beta", "particles"), "bon": ("n",)}
 
 
 @dataclass(frozen=True)
 class Config:
-    """One way of making an image: model, method (baseline, guided, is, bon) and its knobs (β, η, α, N)."""
+    """One way of making an image: model, method (baseline, guided, is, fk, bon) and its knobs (β, η, α, N, …)."""
 
     model: str
     method: str
@@ -72,10 +72,11 @@ def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
         if family == "diffusion":
             configs += [Config.of(model, "guided", alpha=defaults.DIFFUSION_ALPHA, beta=defaults.DIFFUSION_BETA,
                                   eta=defaults.DIFFUSION_ETA),
-                        Config.of(model, "guided", alpha=1.0, beta=0.5, eta=1.0)]
-        elif family == "flow":  # the tuned and the paper's estimator, and best-of-N at the same compute (N + 1)
+                        Config.of(model, "bon", n=2)]
+        elif family == "flow":  # the tuned and the paper's estimator, and its peers at the same compute (N + 1)
             configs += [Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N,
                                   **estimator_knobs(defaults.FLOW_ESTIMATOR)),
                         Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N),
-                        Config.of(model, "bon", n=defaults.FLOW_N + 1)]
+                        Config.of(model, "bon", n=defaults.FLOW_N + 1),
+                        Config.of(model, "fk", beta=defaults.FLOW_BETA, particles=defaults.FLOW_N + 1)]
     return configs

@@ -142,7 +142,7 @@ class Engine:
 
     def _aligned_panel(self, config: Config, prompt: str, seed: int,
                        progress: Progress | None = None) -> tuple[Panel, dict]:
-        """(panel, extras) for guided / is / bon; extras hold the ESS and σ of an IS run."""
+        """(panel, extras) for guided / is / fk / bon; extras hold the ESS and σ of an IS run."""
         key = (config, prompt, seed)
         with self.lock:
             cached = self._aligned.lookup(key)
@@ -162,6 +162,22 @@ class Engine:
                 image = result.images[0]
                 seconds = result.seconds
                 rewards = self._score(config.model, image, prompt)
+            elif config.method == "bon" and self.family(config.model) == "diffusion":
+                from alignment.diffusion_sampler import best_of_n
+
+                reward = self.resources.reward(config.model)
+                result = best_of_n(pipe, prompt, n=knobs["n"], seed=seed, reward=reward, preset=preset)
+                image, seconds = result.images[0], result.seconds
+                rewards = {reward.name: float(result.rewards[0])}
+                title = f"Best-of-{knobs['n']}"
+            elif config.method == "fk":
+                from alignment.fk_steering import sample_fk
+
+                bank = self.resources.bank(config.model)  # lends its reward, settings and prompt encodings
+                result = sample_fk(pipe, prompt, seed=seed, particles=knobs["particles"], beta=knobs["beta"],
+                                   bank=bank)
+                image, seconds = result.images[0], result.sample_seconds
+                rewards = {bank.reward_name: float(result.rewards[0])}
             else:
                 from alignment.flow_sampler import best_of_n, sample_is
 

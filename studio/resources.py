@@ -163,7 +163,7 @@ class Resources:
         try:
             if config.method == "guided":
                 self.network(config.model)
-            if config.method in ("is", "bon"):
+            if config.method in ("is", "fk", "bon"):
                 self.reward(config.model)
         except Unavailable as e:
             return str(e)

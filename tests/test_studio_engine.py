@@ -124,8 +124,16 @@ def test_configs_check_and_label(studio_engine):
         studio_engine.check(Config.of("toy-sdxl", "is", beta=0.5, n=8))
     with pytest.raises(ValueError, match="unknown settings"):
         studio_engine.check(Config.of("toy-sdxl", "baseline", beta=0.5))
+    fk = studio_engine.check(Config.of("toy-sd3", "fk", beta=0.3, particles=9.0))
+    assert fk.config == {"beta": 0.3, "particles": 9} and fk.label == "toy-sd3 · fk · β=0.3 K=9"
+    with pytest.raises(ValueError, match="particles"):
+        studio_engine.check(Config.of("toy-sd3", "fk", beta=0.3, particles=0))
+    assert studio_engine.check(Config.of("toy-sdxl", "bon", n=2)).config == {"n": 2}
     labels = [c.label for c in default_arena_configs()]
     assert "toy-sdxl · baseline" in labels and "toy-sd3 · bon · N=9" in labels and len(set(labels)) == len(labels)
+    from alignment.defaults import FLOW_BETA, FLOW_N
+
+    assert "toy-sdxl · bon · N=2" in labels and f"toy-sd3 · fk · β={FLOW_BETA:g} K={FLOW_N + 1}" in labels
 
 
 def test_render_of_every_arena_config(studio_engine):

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results, skipped = load_results(args.results)
     out = write_dashboard(args.out, votes, generations, results, n_boot=args.n_boot, rng=args.seed)
-    print(f"wrote {out} ({len(votes)} votes, {len(generations)} generations, {len(results)} result rows"
+    print(f"wrote {out} ({len(votes)} votes, {len(generations)} generations, {len(results)} evaluation rows"
           + (f"; skipped {', '.join(skipped)}" if skipped else "") + ")")
     if args.csv:
         print(f"wrote {votes_csv(votes, args.csv)}")

@@ -9,8 +9,9 @@ Figures:
 * Bradley–Terry ratings of all configurations with bootstrap 95 % intervals;
 * reward distributions per configuration, one panel per reward model;
 * agreement of each reward model with the human votes;
-* reward and taste against β, from every result row that has a β (``beta`` or ``β``) and numeric columns whose
-  names contain ``reward`` or ``taste``.
+* reward gain, taste and win rate against β, one line per method, and taste and win rate against compute
+  (trajectories per image) beside best-of-N, from the compute-matched evaluation's tables
+  (``evaluations/results/pareto_*.json``).
 
     python -m studio dashboard --db sqlite:///studio-data/studio.sqlite --out dashboard.html --csv votes.csv
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,8 +36,6 @@ from .ratings import bradley_terry, reward_agreement, win_rate
 from .vote_records import GENERATION_COLUMNS, JSON_COLUMNS, VOTE_COLUMNS, as_frame
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "evaluations" / "results"  # the evaluations' result files
-BETA_KEYS = ("beta", "β")
-SERIES_KEYS = ("model", "method", "reward", "eta", "alpha", "n")
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -124,56 +122,96 @@ def agreement_figure(votes, n_boot: int = 1000, rng=0) -> go.Figure:
     return figure
 
 
-def beta_figure(rows: list[dict]) -> go.Figure:
-    title = "Reward and taste against β (evaluation results)"
-    frame = pd.DataFrame(rows)
-    metrics = sorted(c for c in frame.columns if ("reward" in c.lower() or "taste" in c.lower())
-                     and pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any())
-    if frame.empty or not metrics:
-        return _empty(title, "No result rows with β and a reward or taste column in evaluations/results/ yet.")
-    series_keys = ["source"] + [k for k in SERIES_KEYS if k in frame.columns and k not in metrics]
-    def text(v):
-        return f"{v:g}" if isinstance(v, float) else str(v)
+def _series(row: dict, drop: str) -> str:
+    """A method's line name: its name without the β (or the budget: N, K), prefixed by model and split."""
+    import re
 
-    frame["series"] = [" · ".join(f"{k}={text(v)}" if k in ("eta", "alpha", "n") else text(v)
-                                  for k, v in zip(series_keys, values) if not pd.isna(v))
-                       for values in frame[series_keys].itertuples(index=False)]
-    figure = make_subplots(rows=len(metrics), cols=1, subplot_titles=metrics, vertical_spacing=0.08)
-    for row, metric in enumerate(metrics, start=1):
-        for series, part in frame[frame[metric].notna()].groupby("series", sort=True):
+    name = re.sub(drop, "", row["method"]).strip()
+    if row.get("kind") == "bon":
+        name = "best-of-N"
+    return f"{row['model']} · {row['split']} · {name}"
+
+
+def _error_y(values) -> dict:
+    return dict(type="data", array=[0.0 if v is None or pd.isna(v) else float(v) for v in values], visible=True)
+
+
+def beta_figure(rows: list[dict]) -> go.Figure:
+    """One line per method (and N) against β on a log axis: reward gain over base, taste (± s.e.) and the share
+    of paired images that beat base on taste (± s.e.), from the compute-matched evaluation's tables."""
+    title = "Reward and taste against β (evaluation results)"
+    columns = ["beta", "kind", "model", "split", "method", "reward_gain", "taste", "taste_se", "base_win_rate",
+               "base_win_rate_se"]
+    frame = pd.DataFrame([r for r in rows if r.get("beta") is not None and r.get("kind") != "bon"], columns=columns)
+    if frame.empty:
+        return _empty(title, "No evaluation rows with a β yet: run python -m evaluations.pareto.")
+    frame["series"] = [_series(r, r" β=[^ ]+") for r in frame.to_dict("records")]
+    frame = frame[frame.groupby("series")["beta"].transform("nunique") > 1]  # a curve needs two β at least
+    if frame.empty:
+        return _empty(title, "No method was evaluated at two β or more yet.")
+    panels = [("reward_gain", None, "reward gain over base"), ("taste", "taste_se", "taste (oracle)"),
+              ("base_win_rate", "base_win_rate_se", "beats base on taste")]
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[p[2] for p in panels], horizontal_spacing=0.07)
+    for col, (metric, error, _) in enumerate(panels, start=1):
+        for series, part in frame.groupby("series", sort=True):
             part = part.sort_values("beta")
             figure.add_trace(go.Scatter(x=part["beta"], y=part[metric], mode="lines+markers", name=series,
-                                        legendgroup=series, showlegend=row == 1), row=row, col=1)
-    figure.update_xaxes(title_text="β", type="log" if (frame["beta"] > 0).all() else "linear")
-    figure.update_layout(title=title, height=120 + 300 * len(metrics))
+                                        legendgroup=series, showlegend=col == 1,
+                                        error_y=_error_y(part[error]) if error else None), row=1, col=col)
+    figure.update_xaxes(title_text="β (log)", type="log")
+    figure.update_yaxes(tickformat=".0%", row=1, col=3)
+    figure.update_layout(title=title, height=520, legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def compute_figure(rows: list[dict]) -> go.Figure:
+    """Taste (± s.e.) and the win rate against base over trajectories per image (one sampler run each): every
+    method beside best-of-N at equal compute, from the test split's tables."""
+    title = "Alignment at equal compute (test split)"
+    columns = ["trajectories", "kind", "model", "split", "method", "taste", "taste_se", "base_win_rate",
+               "base_win_rate_se"]
+    frame = pd.DataFrame([r for r in rows if r.get("split") == "test"], columns=columns)
+    if frame.empty:
+        return _empty(title, "No test-split evaluation yet: run python -m evaluations.pareto --split test.")
+    frame["series"] = [_series(r, r" (N|K)=\d+") for r in frame.to_dict("records")]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("taste (oracle)", "beats base on taste"))
+    for col, (metric, error) in enumerate((("taste", "taste_se"), ("base_win_rate", "base_win_rate_se")), start=1):
+        for series, part in frame.groupby("series", sort=True):
+            part = part.sort_values("trajectories")
+            figure.add_trace(go.Scatter(x=part["trajectories"], y=part[metric], mode="lines+markers", name=series,
+                                        legendgroup=series, showlegend=col == 1, text=part["method"],
+                                        error_y=_error_y(part[error]),
+                                        hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=col)
+    figure.update_xaxes(title_text="trajectories per image (log)", type="log")
+    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    figure.update_layout(title=title, height=520, legend=dict(orientation="h", y=-0.25))
     return figure
 
 
 # -- results files ----------------------------------------------------------------------------------------------
 
-def _beta_rows(node, source: str):
-    """Every dict in a JSON document that carries a finite numeric β, with ``beta`` and ``source`` set."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _beta_rows(item, source)
-    elif isinstance(node, dict):
-        beta = next((node[k] for k in BETA_KEYS if k in node), None)
-        if isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta):
-            flat = {k: v for k, v in node.items() if isinstance(v, (str, int, float, bool)) or v is None}
-            yield dict(flat, beta=float(beta), source=source)
-        else:
-            for value in node.values():
-                yield from _beta_rows(value, source)
+def _result_row(row: dict, config: dict, source: str) -> dict:
+    """One table row of an evaluation file, flat: its numbers, model, split, and the win rates against base and
+    against best-of-N at equal compute."""
+    flat = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    base, bon = row.get("vs_base") or {}, row.get("vs_matched_bon") or {}
+    flat.update(model=config.get("model", "?"), split=config.get("split", "?"), source=source,
+                base_win_rate=base.get("win_rate"), base_win_rate_se=base.get("win_rate_se"),
+                reward_gain=base.get("reward_gain"), bon_win_rate=bon.get("win_rate"), bon_against=bon.get("against"))
+    return flat
 
 
 def load_results(folder: str | Path = RESULTS_DIR) -> tuple[list[dict], list[str]]:
-    """Result rows with a β from the folder's ``*.json`` files, and the names of files skipped (unreadable or
-    without such rows). A missing folder gives no rows."""
+    """The rows of the compute-matched evaluation's tables (``pareto_*.json``, written by ``python -m
+    evaluations.pareto``), and the names of files skipped (unreadable or not in that format). A missing folder
+    gives no rows."""
     rows, skipped = [], []
-    for path in sorted(Path(folder).glob("*.json")):
+    for path in sorted(Path(folder).glob("pareto_*.json")):
         try:
-            found = list(_beta_rows(json.loads(path.read_text()), path.stem))
-        except (OSError, ValueError):
+            doc = json.loads(path.read_text())
+            found = [_result_row(r, doc["config"], path.stem) for r in doc["table"] if isinstance(r, dict)
+                     and isinstance(r.get("method"), str)]
+        except (OSError, ValueError, KeyError, TypeError):
             found = []
         rows.extend(found)
         if not found:
@@ -188,7 +226,7 @@ def dashboard_figures(votes=(), generations=(), results: list[dict] = (), n_boot
     votes, generations = as_frame(votes), as_frame(generations, GENERATION_COLUMNS)
     return [win_rate_figure(votes, n_boot, rng), ratings_figure(votes, n_boot, rng),
             reward_distribution_figure(generations), agreement_figure(votes, n_boot, rng),
-            beta_figure(list(results))]
+            beta_figure(list(results)), compute_figure(list(results))]
 
 
 def _votes_table(votes: pd.DataFrame, limit: int = 200) -> str:
@@ -209,7 +247,7 @@ def dashboard_html(votes=(), generations=(), results: list[dict] = (), *, title:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sessions = votes["session_id"].nunique() if len(votes) else 0
     summary = (f"{len(votes)} votes from {sessions} sessions, {len(generations)} generations, "
-               f"{len(results)} result rows with β · made {stamp}")
+               f"{len(results)} evaluation rows · made {stamp}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <script type="text/javascript">{get_plotlyjs()}</script>

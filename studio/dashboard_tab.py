@@ -24,7 +24,7 @@ from .store import Store, StoreError
 
 N_BOOT = 300  # bootstrap resamples in the page (the exported HTML uses the dashboard's default)
 TITLES = ("Win rate against the baseline", "Bradley–Terry ratings", "Reward distributions",
-          "Reward models against people", "Reward and taste against β")
+          "Reward models against people", "Reward and taste against β", "Alignment at equal compute")
 
 
 def count(n: int, noun: str) -> str:
@@ -49,10 +49,10 @@ class Dashboard:
         sessions = votes["session_id"].nunique() if len(votes) else 0
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
         summary = (f"**{count(len(votes), 'vote')}** from {count(sessions, 'session')} · "
-                   f"{count(len(generations), 'arena generation')} · {count(len(results), 'result row')} with β · "
+                   f"{count(len(generations), 'arena generation')} · {count(len(results), 'evaluation row')} · "
                    f"updated {stamp}")
         if skipped:
-            summary += f" · {count(len(skipped), 'result file')} without β rows"
+            summary += f" · {count(len(skipped), 'result file')} not readable as an evaluation table"
         return (*figures, "\n\n".join(s for s in (summary, note) if s))
 
     def check_token(self, token: str | None, action: str = "exports") -> None:

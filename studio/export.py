@@ -19,7 +19,7 @@ LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
 
 
 def export_dashboard(store: Store, path: str | Path, results_dir: str | Path = RESULTS_DIR, **kwargs) -> Path:
-    """The dashboard of every vote, generation and β result row, as one self-contained HTML file."""
+    """The dashboard of every vote, generation and evaluation row, as one self-contained HTML file."""
     results, _ = load_results(results_dir)
     return write_dashboard(path, store.vote_records(), store.generation_records(), results, **kwargs)
 

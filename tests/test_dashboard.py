@@ -13,7 +13,7 @@ from PIL import Image
 from alignment.pickapic import LoadReport, iter_pairs
 from studio.__main__ import main
 from studio.arena import Arena
-from studio.dashboard import (baseline_matchups, beta_figure, dashboard_figures, dashboard_html, load_results,
+from studio.dashboard import (baseline_matchups, beta_figure, compute_figure, dashboard_figures, dashboard_html, load_results,
                               votes_csv)
 from studio.export import export_dashboard, export_votes_csv, export_votes_parquet
 from studio.store import Store
@@ -61,12 +61,13 @@ def test_figures_from_votes(studio):
     votes = store.vote_records()
     assert baseline_matchups(votes) == [("toy-sdxl · guided · β=0.5", "toy-sdxl · baseline"),
                                         ("toy-sdxl · guided · β=2", "toy-sdxl · baseline")]
-    win, ratings, rewards, agreement, beta = dashboard_figures(votes, store.generation_records(), [], n_boot=50)
+    win, ratings, rewards, agreement, beta, compute = dashboard_figures(votes, store.generation_records(), [],
+                                                                        n_boot=50)
     assert len(win.data[0].x) == 2 and all(0 <= y <= 1 for y in win.data[0].y)
     assert set(ratings.data[0].y) == {"toy-sdxl · baseline", "toy-sdxl · guided · β=0.5", "toy-sdxl · guided · β=2"}
     assert len(rewards.data) == 1 and len(rewards.data[0].y) == 48
     assert list(agreement.data[0].x) == ["toy-pickscore"]
-    assert not beta.data  # no result rows: a figure that says so
+    assert not beta.data and not compute.data  # no evaluation rows: figures that say so
 
 
 def test_html_is_self_contained_and_prompts_stay_text(studio, tmp_path):
@@ -77,33 +78,47 @@ def test_html_is_self_contained_and_prompts_stay_text(studio, tmp_path):
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page, re.I)  # nothing fetched
     assert "<script>alert(" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "&lt;b&gt;friends&lt;/b&gt;" in page and "24 votes from 3 sessions, 48 generations" in page
-    assert page.count('class="plotly-graph-div"') == 5
+    assert page.count('class="plotly-graph-div"') == 6
 
 
 def test_an_empty_studio_and_no_results_still_make_a_page():
     page = dashboard_html([], [], [], n_boot=10)
-    assert "0 votes from 0 sessions" in page and page.count('class="plotly-graph-div"') == 5
+    assert "0 votes from 0 sessions" in page and page.count('class="plotly-graph-div"') == 6
 
 
-def test_result_rows_with_beta_from_any_layout(tmp_path):
-    (tmp_path / "flow_results.json").write_text(json.dumps(
-        {"machine": "x", "rows": [{"model": "toy-sd3", "method": "flow", "beta": b, "reward_mean": 1 / b,
-                                   "taste_mean": 5 + b} for b in (0.1, 1.0, 10.0)]}))
-    (tmp_path / "diffusion_results.json").write_text(json.dumps(
-        [{"model": "toy-sdxl", "β": 0.5, "eta": 1, "reward_mean": 2.0, "per_prompt": [1, 2]},
-         {"model": "toy-sdxl", "beta": float("nan"), "reward_mean": 3.0}]))
-    (tmp_path / "base_quality.json").write_text(json.dumps({"results": [{"model": "toy-sdxl", "taste_mean": 7}]}))
-    (tmp_path / "broken.json").write_text("{not json")
-    (tmp_path / "notes.md").write_text("ignored")
+def _pareto_file(path, model, split, rows):
+    path.write_text(json.dumps({"config": {"model": model, "split": split}, "table": rows, "records": {}}))
+
+
+def test_evaluation_tables_give_one_line_per_method_against_beta_and_compute(tmp_path):
+    def row(method, kind, beta, n, trajectories, taste, win):
+        return {"method": method, "kind": kind, "beta": beta, "n": n, "trajectories": trajectories, "reward": 1.0,
+                "taste": taste, "taste_se": 0.05, "vs_base": {"win_rate": win, "win_rate_se": 0.03,
+                                                            "reward_gain": 0.1}}
+
+    _pareto_file(tmp_path / "pareto_toy-sd3_validation.json", "toy-sd3", "validation",
+                 [row("base", "base", None, 1, 1, 8.0, None) | {"vs_base": None}]
+                 + [row(f"IS[tuned] N=8 β={b:g}", "is", b, 8, 9, 8.5, 0.7) for b in (0.05, 0.1, 0.3)]
+                 + [row(f"IS[paper] N=8 β={b:g}", "is", b, 8, 9, 8.2, 0.6) for b in (0.1, 0.3)]
+                 + [row("best-of-9", "bon", None, 9, 9, 8.6, 0.7)])
+    _pareto_file(tmp_path / "pareto_toy-sd3_test.json", "toy-sd3", "test",
+                 [row("base", "base", None, 1, 1, 8.0, None) | {"vs_base": None}]
+                 + [row(f"best-of-{n}", "bon", None, n, n, 8.5, 0.7) for n in (5, 9)]
+                 + [row(f"IS[tuned] N={n} β=0.1", "is", 0.1, n, n + 1, 8.7, 0.8) for n in (4, 8)])
+    (tmp_path / "pareto_broken.json").write_text("{not json")
+    (tmp_path / "flow_results.json").write_text("[]")  # not an evaluation table: not read at all
     rows, skipped = load_results(tmp_path)
-    assert len(rows) == 4 and skipped == ["base_quality.json", "broken.json"]
-    assert {r["source"] for r in rows} == {"flow_results", "diffusion_results"}
+    assert len(rows) == 12 and skipped == ["pareto_broken.json"]
     figure = beta_figure(rows)
     names = {t.name for t in figure.data}
-    assert names == {"flow_results · toy-sd3 · flow", "diffusion_results · toy-sdxl · eta=1"}
-    assert len(figure.data) == 3 and figure.layout.xaxis.type == "log"  # reward: both series; taste: flow only
+    assert names == {"toy-sd3 · validation · IS[tuned] N=8", "toy-sd3 · validation · IS[paper] N=8"}
+    assert len(figure.data) == 2 * 3 and figure.layout.xaxis.type == "log"  # two lines in each of three panels
+    assert list(figure.data[0].x) == [0.05, 0.1, 0.3] or list(figure.data[1].x) == [0.05, 0.1, 0.3]
+    compute = compute_figure(rows)
+    assert {t.name for t in compute.data} == {"toy-sd3 · test · base", "toy-sd3 · test · best-of-N",
+                                              "toy-sd3 · test · IS[tuned] β=0.1"}
     assert load_results(tmp_path / "missing") == ([], [])
-    assert beta_figure([]).layout.annotations  # "no rows yet", not a crash
+    assert beta_figure([]).layout.annotations and compute_figure([]).layout.annotations  # "none yet", no crash
 
 
 def test_votes_csv_round_trip(studio, tmp_path):

@@ -71,11 +71,14 @@ def test_exports_need_the_admin_token_when_set_and_are_off_on_spaces_without_one
 def test_without_a_store_the_results_still_show(tmp_path, monkeypatch):
     monkeypatch.delenv("STUDIO_ADMIN_TOKEN", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    (tmp_path / "results.json").write_text('[{"beta": 0.5, "reward": 1.0}, {"beta": 1.0, "reward": 0.5}]')
+    (tmp_path / "pareto_toy-sd3_validation.json").write_text(
+        '{"config": {"model": "toy-sd3", "split": "validation"}, "table": ['
+        '{"method": "IS N=8 β=0.5", "kind": "is", "beta": 0.5, "taste": 8.0, "reward": 1.0},'
+        '{"method": "IS N=8 β=1", "kind": "is", "beta": 1.0, "taste": 8.1, "reward": 0.5}]}')
     dashboard = Dashboard(None, results_dir=tmp_path, store_error="The disk is full.")
     *figures, summary = dashboard.refresh()
-    assert "0 votes" in summary and "2 result rows" in summary and "The disk is full." in summary
-    assert len(figures[-1].data) == 1  # the β curve from the results file
+    assert "0 votes" in summary and "2 evaluation rows" in summary and "The disk is full." in summary
+    assert len(figures[-2].data) == 3  # the β curve from the results file, in each of three panels
     with pytest.raises(StoreError, match="nothing to export"):
         dashboard.export("csv")
 

@@ -337,11 +337,15 @@ def figure(report: dict):
                   re.sub(r" K=\d+", "", r["method"]) if r["kind"] == "fk" else
                   "best-of-N" if r["kind"] == "bon" else r["method"])  # one line per method over its budgets
         families[family].append(r)
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3
     for i, (family, rows) in enumerate(sorted(families.items())):
         rows = sorted(rows, key=lambda r: r["trajectories"])
         x = [r["trajectories"] for r in rows]
         text = [r["method"] for r in rows]
         common = dict(mode="lines+markers", name=family, legendgroup=family, text=text,
+                      line=dict(color=palette[i % len(palette)]),  # one colour per method in every panel
                       hovertemplate="%{text}<br>%{x} trajectories: %{y:.3f}<extra></extra>")
         fig.add_trace(go.Scatter(x=x, y=[r["taste"] for r in rows],
                                  error_y=dict(array=[r["taste_se"] for r in rows]), **common), row=1, col=1)

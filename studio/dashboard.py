@@ -132,6 +132,14 @@ def _series(row: dict, drop: str) -> str:
     return f"{row['model']} · {row['split']} · {name}"
 
 
+def _colours(names) -> dict:
+    """One colour per line name, the same in every panel (plotly would colour each panel's traces anew)."""
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3
+    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(names)))}
+
+
 def _error_y(values) -> dict:
     return dict(type="data", array=[0.0 if v is None or pd.isna(v) else float(v) for v in values], visible=True)
 
@@ -152,11 +160,12 @@ def beta_figure(rows: list[dict]) -> go.Figure:
     panels = [("reward_gain", None, "reward gain over base"), ("taste", "taste_se", "taste (oracle)"),
               ("base_win_rate", "base_win_rate_se", "beats base on taste")]
     figure = make_subplots(rows=1, cols=3, subplot_titles=[p[2] for p in panels], horizontal_spacing=0.07)
+    colour = _colours(frame["series"])
     for col, (metric, error, _) in enumerate(panels, start=1):
         for series, part in frame.groupby("series", sort=True):
             part = part.sort_values("beta")
             figure.add_trace(go.Scatter(x=part["beta"], y=part[metric], mode="lines+markers", name=series,
-                                        legendgroup=series, showlegend=col == 1,
+                                        legendgroup=series, showlegend=col == 1, line=dict(color=colour[series]),
                                         error_y=_error_y(part[error]) if error else None), row=1, col=col)
     figure.update_xaxes(title_text="β (log)", type="log")
     figure.update_yaxes(tickformat=".0%", row=1, col=3)
@@ -175,11 +184,13 @@ def compute_figure(rows: list[dict]) -> go.Figure:
         return _empty(title, "No test-split evaluation yet: run python -m evaluations.pareto --split test.")
     frame["series"] = [_series(r, r" (N|K)=\d+") for r in frame.to_dict("records")]
     figure = make_subplots(rows=1, cols=2, subplot_titles=("taste (oracle)", "beats base on taste"))
+    colour = _colours(frame["series"])
     for col, (metric, error) in enumerate((("taste", "taste_se"), ("base_win_rate", "base_win_rate_se")), start=1):
         for series, part in frame.groupby("series", sort=True):
             part = part.sort_values("trajectories")
             figure.add_trace(go.Scatter(x=part["trajectories"], y=part[metric], mode="lines+markers", name=series,
                                         legendgroup=series, showlegend=col == 1, text=part["method"],
+                                        line=dict(color=colour[series]),
                                         error_y=_error_y(part[error]),
                                         hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=col)
     figure.update_xaxes(title_text="trajectories per image (log)", type="log")

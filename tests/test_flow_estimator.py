@@ -74,7 +74,7 @@ def test_the_sigma_window_and_the_paper_setting():
     for sigma in (0.2, 0.95):
         assert flow_guidance(x_t, bank, r, sigma, 0.5, window).delta_v.abs().max() == 0
     # per-image σ: the window applies image by image
-    mixed = flow_guidance(x_t, bank, r, torch.tensor([0.2, 0.6, 0.6, 0.95]), 0.5, window).delta_v
+    mixed = flow_guidance(x_t, bank, r, torch.tensor([0.2, 0.6, 0.6, 0.95], dtype=torch.float64), 0.5, window).delta_v
     assert mixed[0].abs().max() == 0 and mixed[3].abs().max() == 0 and torch.allclose(mixed[1], inside[1])
     # the default is the paper's estimator, exactly
     assert torch.equal(flow_guidance(x_t, bank, r, 0.6, 0.5).delta_v, flow_guidance(x_t, bank, r, 0.6, 0.5, PAPER).delta_v)

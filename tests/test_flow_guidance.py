@@ -250,7 +250,7 @@ def test_each_prompt_is_encoded_once_and_the_guided_trajectory_reuses_it(sd3, mo
     bank.get(PROMPT, seed=4, n=5)  # two pipeline calls
     bank.get(PROMPT, seed=5, n=2)  # another seed, the same prompt
     assert calls == [PROMPT]
-    guided = sample_is(pipe, [PROMPT, PROMPT], seed=4, n=5, beta=0.5, bank=bank)
+    guided = sample_is(pipe, [PROMPT, PROMPT], seed=4, n=5, beta=0.5, bank=bank, estimator="paper")
     assert calls == [PROMPT]  # the guided trajectory did not encode it again
     monkeypatch.undo()
     embeds = bank.prompt_embeddings([PROMPT])

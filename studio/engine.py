@@ -284,7 +284,9 @@ class Engine:
                     view.sigmas = extras["sigmas"]
                     view.best_of_n, _ = self._aligned_panel(Config.of(model, "bon", n=view.n), prompt, seed)
                     collapsed = tilt_collapse(view.ess, view.ess_posterior)
-                    if collapsed is not None:
+                    # the paper's estimator then only copies that sample; the tuned one (τ, λ) still guides
+                    paper = not {"tau", "scale"} & set(aligned.config)
+                    if collapsed is not None and paper:
                         step, b, a = collapsed
                         notes.append(f"The reward tilt put nearly all weight on one bank sample at step {step} (ESS "
                                      f"{b:.2f} of N={view.n}, while the posterior still spread over {a:.1f}): the "

@@ -1,4 +1,4 @@
-"""Real scale on one GPU (issue 7): the full-size architectures with random weights, bf16, the project's own
+"""Real scale on one GPU: the full-size architectures with random weights, bf16, the project's own
 samplers and training step, each configuration measured side by side with its baseline in one run.
 
     python -m evaluations.benchmark_gpu --sections sdxl sd35 training

@@ -92,9 +92,9 @@ def unet() -> UNet2DConditionModel:
 def transformer() -> SD3Transformer2DModel:
     """The toy-sd3 denoiser trained from now on (``toy-base --fresh-denoiser``); the shipped checkpoint's own
     config.json says which one it is. Width 160 (5 heads of 32), 5 layers, patch 2: 4.5 M parameters, 9.0 MB in fp16,
-    the widest 5-layer model that keeps all checkpoints under 40 MB. Session 8 measured, from scratch on the same
-    data, that width (192 against 128) lowers the training loss at equal steps and trains faster than the patch-1,
-    256-token variant of sessions 6-7 (evaluations/results/base_quality_notes.md)."""
+    the widest 5-layer model that keeps all checkpoints under 40 MB. Measured from scratch on the same data
+    (2026-11-27): width (192 against 128) lowers the training loss at equal steps and trains faster than the
+    patch-1, 256-token variant (docs/training-log.md)."""
     return SD3Transformer2DModel(
         sample_size=LATENT_SIZE,
         patch_size=2,
@@ -128,8 +128,8 @@ def adaln_zero_(transformer: SD3Transformer2DModel) -> SD3Transformer2DModel:
 def scheduler(preset: str):
     if preset == "toy-sd3":
         # SD3.5 samples with shift 3; the toy, not distilled for few steps, reads the prompt better at its 4 steps
-        # when they sit at higher noise: shift 6 (prompt fidelity 0.665 vs 0.565 at shift 3, session 10 of
-        # evaluations/results/base_quality_notes.md). Training draws its sigmas itself, so this is sampling only.
+        # when they sit at higher noise: shift 6 (prompt fidelity 0.665 vs 0.565 at shift 3, measured
+        # 2026-11-28: docs/evaluation.md). Training draws its sigmas itself, so this is sampling only.
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=6.0)
     # SDXL-Turbo's betas and trailing spacing; the solver is DPM-Solver++ instead of Turbo's Euler-ancestral,
     # because the toy is not adversarially distilled and 4 multistep-solver steps keep it sharp (measured:

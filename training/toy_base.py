@@ -107,8 +107,7 @@ def latent_stats(vae, data: ScenePool, preset: str, n: int = 4096) -> dict:
 def flow_times(n: int, uniform_share: float, device, mean: float = 0.0) -> torch.Tensor:
     """SD3's logit-normal sigmas (the normal's mean ``mean``; > 0 draws more high-noise sigmas), with a share
     ``uniform_share`` of them drawn uniformly on (0, 1) instead (the logit-normal puts 1.4 % of its mass below 0.1).
-    On toy-sd3 the uniform share did not raise prompt fidelity; raising the mean to 1-1.5 did (sessions 8 and 9 of
-    evaluations/results/base_quality_notes.md)."""
+    On toy-sd3 the uniform share did not raise prompt fidelity; raising the mean to 1-1.5 did (docs/training-log.md, toy-sd3)."""
     s = torch.sigmoid(torch.randn(n, device=device) + mean)
     if uniform_share == 0:
         return s  # the default draws exactly what it drew before the option existed

@@ -1,8 +1,8 @@
 """Fine-tune the VAE decoder of a trained toy pipeline, with its encoder (and so its latent space) frozen.
 
 The toy VAEs were trained for only 1,500 steps, and their decoders lose detail: decoding the encoded clean renders
-keeps the oracle's shape reading right on about 75 % of stars and 83 % of crosses (session 10 of
-``evaluations/results/base_quality_notes.md``). Because the encoder does not move, the latents the denoiser was
+keeps the oracle's shape reading right on about 75 % of stars and 83 % of crosses (measured 2026-11-28;
+``docs/training-log.md``). Because the encoder does not move, the latents the denoiser was
 trained on keep their meaning, so a better decoder improves every image the pipeline makes without retraining the
 denoiser. The decoder learns to map posterior samples of the cached latents (what the denoiser was trained to
 produce) back to their renders (MSE + 0.1 L1, the VAE stage's reconstruction loss); an EMA of its weights is

@@ -1,7 +1,7 @@
 """Distil toy-sd3 into a few-step, guidance-free student: rectified flow ("reflow") on the teacher's own pairs.
 
 toy-sd3 trained from data needs 8 Euler steps with classifier-free guidance to read right on 80 % of held-out
-captions; at 4 steps it reads right on about two thirds (session 10 of ``evaluations/results/base_quality_notes.md``).
+captions; at 4 steps it reads right on about two thirds (measured 2026-11-28; ``docs/evaluation.md``).
 SD3.5-Large-Turbo, the model it stands in for, is itself a distillate that samples in 4 steps without CFG. This
 command makes toy-sd3 the same kind of model, in two resumable stages (``--work``):
 

@@ -8,7 +8,7 @@ Captions come from the training split by default; ``split="heldout"`` makes the 
 ``detail_share`` > 0 replaces that share of the pairs with *detail pairs*: renders of one scene that differ only in
 blur and noise, or a soft (blurred or noisy) faithful render against a sharp, clean mistake (wrong shape, colour or
 background). In model samples the sharper image is mostly the faithful one, and a reward trained on them learns
-sharpness as a stand-in for fidelity (evaluations/results/reward_and_guidance_notes.md, session 7); these pairs
+sharpness as a stand-in for fidelity (docs/evaluation.md, the toy reward); these pairs
 separate the two. They are labelled by the taste like every other pair.
 """
 

@@ -1,5 +1,5 @@
-"""The earlier diffusion results table (``python -m evaluations.pareto`` is the current one): toy-sdxl on held-out captions × 2 seeds — base; guided for each η × β;
-Tweedie/backprop guidance at a toy-pickscore gain matched to the best guided setting's.
+"""The earlier diffusion results table (``python -m evaluations.pareto`` is the current one): toy-sdxl on held-out
+captions × 2 seeds — base; guided for each η × β; Tweedie/backprop guidance at a toy-pickscore gain matched to the best guided setting's.
 
     python -m evaluations.diffusion_results --captions 200 --network checkpoints/toy-guidance
 

@@ -1,4 +1,5 @@
-"""The earlier results table of flow-matching alignment (``python -m evaluations.pareto`` is the current one): base, IS-guided and best-of-N on held-out captions.
+"""The earlier results table of flow-matching alignment (``python -m evaluations.pareto`` is the current one):
+base, IS-guided and best-of-N on held-out captions.
 
     python -m evaluations.flow_results --captions 200 --seeds 0 1 --reward toy-pickscore
     python -m evaluations.flow_results --captions 4 --ns 4 8 --reward toy-taste --out-dir /tmp/flow-smoke  # smoke

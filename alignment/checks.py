@@ -4,6 +4,7 @@ arguments, each failure a ``ValueError`` whose message names the input and what 
     check_seed(seed)                       # a whole number in 0 .. 2**63 - 1 (what torch's generators take)
     check_seed(seed, limit=2**31)          # the studio's, whose vote store keeps seeds in a 32-bit column
     check_range(beta, "β", 1e-3, 1e3)
+    check_beta(beta)                       # the reward temperature: any positive finite number
     whole_number(particles, "particles", 1, 16)
 
 A whole number may come as an ``int``, a NumPy integer, or (from a web page or a JSON call) a float or text that
@@ -62,3 +63,12 @@ def whole_number(value, name: str, low: int, high: int) -> int:
 def check_seed(seed, limit: int = SEED_LIMIT) -> int:
     """A seed: a whole number in ``0 .. limit - 1``."""
     return whole_number(seed, "the seed", 0, limit - 1)
+
+
+def check_beta(beta) -> float:
+    """β, the reward temperature of ``p* ∝ p · exp(r/β)``, as a positive finite float (both samplers' rule)."""
+    name = "beta (β, the reward temperature)"
+    x = number(beta, name)
+    if x <= 0:
+        raise ValueError(f"{name} must be a positive number (smaller = stronger alignment), not {x:g}")
+    return x

@@ -11,14 +11,9 @@ import math
 
 import torch
 
+from .checks import check_beta  # noqa: F401  (the samplers' one rule for β, imported from here too)
+
 MAX_EXPONENT = 30.0  # exp(30) ≈ 1e13: beyond it a float32 loss is noise; clamp, never overflow
-
-
-def check_beta(beta: float) -> float:
-    beta = float(beta)
-    if not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"β must be a positive number (smaller = stronger alignment), got {beta}")
-    return beta
 
 
 def check_eta(eta: float) -> float:

@@ -37,23 +37,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_beta
+
 SIGMA_FLOOR = 1e-12  # at σ = 0 both posteriors are one point mass: a = b and Δv = 0, the σ -> 0 limit
 
 
 def accumulation_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
-
-
-def check_beta(beta) -> float:
-    """β as a positive finite float, or a ValueError that says what β is."""
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"beta must be a positive number (the reward temperature), got {beta!r}") from None
-    if not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta must be a positive finite number (the reward temperature; smaller = stronger "
-                         f"alignment), got {beta}")
-    return beta
 
 
 def _sigma(sigma, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

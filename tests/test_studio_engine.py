@@ -188,3 +188,17 @@ def test_memo_answers_repeated_first_steps_only_and_exactly():
     y = torch.randn(2, 3, requires_grad=True)
     memo(y, torch.tensor([999.0]))[0].sum().backward()  # gradients pass through, unremembered
     assert y.grad is not None and memo.weight is model.weight  # attributes come from the wrapped model
+
+
+def test_the_estimator_choice_reaches_the_aligned_image(studio_engine):
+    """Explore's estimator radio: "tuned" (the default) carries its options as knobs, "paper" none; a name that
+    is not a setting is one sentence."""
+    from alignment.defaults import FLOW_BETA, TUNED
+
+    tuned = studio_engine.explore("toy-sd3", PROMPT, 31, n=2)
+    paper = studio_engine.explore("toy-sd3", PROMPT, 31, n=2, estimator="paper")
+    assert tuned.aligned.config.config == {"beta": FLOW_BETA, "n": 2, "tau": TUNED.tau, "scale": TUNED.scale}
+    assert paper.aligned.config.config == {"beta": FLOW_BETA, "n": 2}
+    assert paper.baseline.cached and "τ=" in tuned.aligned.title and "τ=" not in paper.aligned.title
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        studio_engine.explore("toy-sd3", PROMPT, 31, n=2, estimator="magic")

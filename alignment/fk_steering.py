@@ -26,8 +26,9 @@ import time
 import torch
 
 from .flow_guidance import check_beta
-from .flow_sampler import FlowResult, _bank_for, _prompts, check_count, particle_seed
-from .sample_bank import DEFAULT_REWARD, check_seed, decode, sample_seed, score, start_noise, to_images
+from .checks import whole_number
+from .flow_sampler import FlowResult, _bank_for, _prompts, particle_seed
+from .sample_bank import check_seed, decode, sample_seed, score, start_noise, to_images
 
 
 def stochastic_step(x: torch.Tensor, v: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor,
@@ -51,9 +52,9 @@ def systematic_resample(weights: torch.Tensor, generator: torch.Generator) -> to
 class _Steering:
     """The pipeline callback: stochastic steps, potentials and resampling for B prompts × K particles."""
 
-    def __init__(self, pipe, reward, prompts: list[str], k: int, beta: float, eta: float, threshold: float,
+    def __init__(self, reward, prompts: list[str], k: int, beta: float, eta: float, threshold: float,
                  generator: torch.Generator, x_start: torch.Tensor):
-        self.pipe, self.reward, self.prompts, self.k = pipe, reward, prompts, k
+        self.reward, self.prompts, self.k = reward, prompts, k
         self.beta, self.eta, self.threshold, self.generator = beta, eta, threshold, generator
         self.x_prev = x_start
         self.last_reward = torch.zeros(len(prompts) * k, dtype=torch.float64)
@@ -61,7 +62,6 @@ class _Steering:
         self.ess: list[torch.Tensor] = []
         self.final: tuple[torch.Tensor, torch.Tensor] | None = None  # the last step's pixels and rewards
         self.resampled: list[bool] = []
-        self.reward_calls = 0
 
     def __call__(self, pipe, i: int, t, kwargs: dict) -> dict:
         x_next = kwargs["latents"]
@@ -73,7 +73,6 @@ class _Steering:
         # potentials: the reward of this step's x̂0 against the last one's
         pixels = decode(pipe, x0)
         r = score(self.reward, pixels, [p for p in self.prompts for _ in range(self.k)]).double()
-        self.reward_calls += len(r)
         if sigma_next == 0:  # the last step: x̂0 is the final sample
             self.final = (pixels, r)
         self.log_w += ((r - self.last_reward) / self.beta).reshape(-1, self.k)
@@ -106,18 +105,17 @@ def sample_fk(pipe, prompt: str | list[str], *, seed: int = 0, particles: int = 
     A ``bank`` (``SampleBank``) lends its reward, sampling settings and prompt encodings; its samples are not used."""
     start = time.perf_counter()
     beta = check_beta(beta)
-    k = check_count(particles, "particles", 64)
+    k = whole_number(particles, "particles", 1, 64)
     if not 0 < float(eta) <= 1:
         raise ValueError(f"eta (the share of fresh noise per step) must be in (0, 1], got {eta}")
     if not 0 < float(threshold) <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     prompts, seed = _prompts(prompt), check_seed(seed)
-    bank = _bank_for(pipe, bank, reward if reward is not None or bank is not None else DEFAULT_REWARD, preset, steps,
-                     guidance_scale)
+    bank = _bank_for(pipe, bank, reward, preset, steps, guidance_scale)
     run_start = time.perf_counter()
     seeds = [seed if j == 0 else particle_seed(seed, j) for _ in prompts for j in range(k)]
     noise = start_noise(pipe, seeds, bank.settings)
-    steering = _Steering(pipe, bank.reward, prompts, k, beta, float(eta), float(threshold),
+    steering = _Steering(bank.reward, prompts, k, beta, float(eta), float(threshold),
                          torch.Generator("cpu").manual_seed(sample_seed(seed, 4 * 1024 + k)), noise)
     embeds = {name: v.repeat_interleave(k, 0) for name, v in bank.prompt_embeddings(prompts).items()}
     pipe(**embeds, latents=noise, output_type="latent", callback_on_step_end=steering,
@@ -127,8 +125,7 @@ def sample_fk(pipe, prompt: str | list[str], *, seed: int = 0, particles: int = 
     pick = final.argmax(1)
     chosen = torch.stack([pixels[i * k + int(pick[i])] for i in range(len(prompts))])
     now = time.perf_counter()
-    result = FlowResult(to_images(chosen), prompts, final[torch.arange(len(prompts)), pick], "fk", seed, None, beta,
+    return FlowResult(to_images(chosen), prompts, final[torch.arange(len(prompts)), pick], "fk", seed, None, beta,
                         trajectories=k, estimator={"particles": k, "eta": float(eta), "threshold": float(threshold)},
                         seconds=now - start, sample_seconds=now - run_start, picks=pick.tolist(),
                         particle_ess=torch.stack(steering.ess), resampled=steering.resampled)
-    return result

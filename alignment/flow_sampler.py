@@ -20,6 +20,7 @@ import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
+from .checks import whole_number
 from .defaults import ESTIMATORS, FLOW_BETA, FLOW_ESTIMATOR, FLOW_N
 from .flow_guidance import PAPER, Estimator, accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
@@ -178,12 +179,6 @@ def particle_seed(seed: int, j: int) -> int:
     return sample_seed(seed, MAX_BANK + j)
 
 
-def check_count(value, name: str, top: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-        raise ValueError(f"{name} must be an integer from 1 to {top}, got {value!r}")
-    return value
-
-
 def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = FLOW_N, beta: float = FLOW_BETA,
               reward: str | Reward | None = None, bank: SampleBank | None = None, preset: Preset | None = None,
               steps: int | None = None, guidance_scale: float | None = None,
@@ -202,14 +197,14 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = FLOW_N, 
     a bank for ``reward`` (default toy-pickscore) is made for this call."""
     start = time.perf_counter()
     beta, estimator = check_beta(beta), resolve_estimator(estimator)
-    particles, rounds = check_count(particles, "particles", 64), check_count(rounds, "rounds", 16)
+    particles, rounds = whole_number(particles, "particles", 1, 64), whole_number(rounds, "rounds", 1, 16)
     prompts, seed, n, bank, entries = _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)
     run_start = time.perf_counter()
     b, k = len(prompts), particles
     latents = torch.stack([e.latents for e in entries]).repeat_interleave(k, 0)  # (B·K, N, ...)
     rewards = torch.stack([e.rewards for e in entries]).repeat_interleave(k, 0)  # (B·K, N)
     embeds = {name: v.repeat_interleave(k, 0) for name, v in bank.prompt_embeddings(prompts).items()}
-    kept_latents, kept_pixels, kept_rewards = [], [], []
+    kept_pixels, kept_rewards = [], []
     sigmas, ess_a, ess_b = [], None, None
     for r in range(rounds):
         guided = GuidedTransformer(pipe.transformer, latents, rewards, beta, pipe.scheduler.config.num_train_timesteps,
@@ -221,18 +216,19 @@ def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = FLOW_N, 
                    **bank.settings.pipe_kwargs()).images
         pixels = decode(pipe, out)
         got = score(bank.reward, pixels, [p for p in prompts for _ in range(k)])
-        kept_latents.append(out.float().cpu()), kept_pixels.append(pixels), kept_rewards.append(got)
+        kept_pixels.append(pixels), kept_rewards.append(got)
         if r == 0:
             sigmas, ess_a, ess_b = guided.sigmas, guided.ess_a, guided.ess_b
         if r + 1 < rounds:  # iterated tilting: the guided samples join each image's bank
             latents = torch.cat([latents, out.float().cpu().unsqueeze(1)], 1)
             rewards = torch.cat([rewards, got.unsqueeze(1)], 1)
     # (rounds, B·K, ...) -> per prompt, its K·R guided samples; keep the highest reward
-    all_rewards = torch.stack(kept_rewards).reshape(rounds, b, k).permute(1, 0, 2).reshape(b, rounds * k)
+    image_shape = kept_pixels[0].shape[1:]
+    all_rewards = torch.stack(kept_rewards).view(rounds, b, k).transpose(0, 1).reshape(b, rounds * k)
+    pixels = torch.stack(kept_pixels).view(rounds, b, k, *image_shape).transpose(0, 1).reshape(b, rounds * k,
+                                                                                                   *image_shape)
     pick = all_rewards.argmax(1)
-    pixels = torch.stack(kept_pixels).reshape(rounds, b, k, *kept_pixels[0].shape[1:]).permute(1, 0, 2, 3, 4, 5)
-    pixels = pixels.reshape(b, rounds * k, *kept_pixels[0].shape[1:])
-    images = to_images(torch.stack([pixels[i, pick[i]] for i in range(b)]))
+    images = to_images(pixels[torch.arange(b), pick])
     now = time.perf_counter()
     first = torch.arange(b) * k  # particle 0 of each prompt: its ESS is the one reported
     return FlowResult(images, prompts, all_rewards[torch.arange(b), pick], "is", seed, n, beta,

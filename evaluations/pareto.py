@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import json
 import platform
 import re
@@ -54,6 +53,7 @@ from alignment.presets import find_preset
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions, taste
 
+from .flow_results import diversity
 from .rewards import load_reward
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,13 +156,6 @@ def parse_method(text: str) -> Method:
     if kind in ("bon", "is") and not 1 <= method.n <= 1024:
         raise ValueError(f"n must be from 1 to 1024 in {text!r}")
     return method
-
-
-def diversity(images_by_seed: list) -> float:
-    """Mean pairwise RMS distance (pixels in [0, 1]) between one caption's images across seeds."""
-    arrays = [np.asarray(im, dtype=np.float64) / 255.0 for im in images_by_seed]
-    pairs = list(itertools.combinations(arrays, 2))
-    return float(np.mean([np.sqrt(((a - b) ** 2).mean()) for a, b in pairs])) if pairs else float("nan")
 
 
 # ---- running the methods --------------------------------------------------------------------------------------------

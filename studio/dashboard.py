@@ -159,18 +159,7 @@ def beta_figure(rows: list[dict]) -> go.Figure:
         return _empty(title, "No method was evaluated at two β or more yet.")
     panels = [("reward_gain", None, "reward gain over base"), ("taste", "taste_se", "taste (oracle)"),
               ("base_win_rate", "base_win_rate_se", "beats base on taste")]
-    figure = make_subplots(rows=1, cols=3, subplot_titles=[p[2] for p in panels], horizontal_spacing=0.07)
-    colour = _colours(frame["series"])
-    for col, (metric, error, _) in enumerate(panels, start=1):
-        for series, part in frame.groupby("series", sort=True):
-            part = part.sort_values("beta")
-            figure.add_trace(go.Scatter(x=part["beta"], y=part[metric], mode="lines+markers", name=series,
-                                        legendgroup=series, showlegend=col == 1, line=dict(color=colour[series]),
-                                        error_y=_error_y(part[error]) if error else None), row=1, col=col)
-    figure.update_xaxes(title_text="β (log)", type="log")
-    figure.update_yaxes(tickformat=".0%", row=1, col=3)
-    figure.update_layout(title=title, height=520, legend=dict(orientation="h", y=-0.25))
-    return figure
+    return _panel_lines(title, frame, "beta", "β (log)", panels)
 
 
 def compute_figure(rows: list[dict]) -> go.Figure:
@@ -183,18 +172,25 @@ def compute_figure(rows: list[dict]) -> go.Figure:
     if frame.empty:
         return _empty(title, "No test-split evaluation yet: run python -m evaluations.pareto --split test.")
     frame["series"] = [_series(r, r" (N|K)=\d+") for r in frame.to_dict("records")]
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("taste (oracle)", "beats base on taste"))
+    panels = [("taste", "taste_se", "taste (oracle)"), ("base_win_rate", "base_win_rate_se", "beats base on taste")]
+    return _panel_lines(title, frame, "trajectories", "trajectories per image (log)", panels)
+
+
+def _panel_lines(title: str, frame: pd.DataFrame, x: str, x_title: str, panels: list[tuple]) -> go.Figure:
+    """One panel per (metric, its standard error or None, title), side by side; in each, one line per
+    ``frame["series"]`` over ``x`` (log axis), one colour per series in every panel. The last panel is a share."""
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[2] for p in panels], horizontal_spacing=0.07)
     colour = _colours(frame["series"])
-    for col, (metric, error) in enumerate((("taste", "taste_se"), ("base_win_rate", "base_win_rate_se")), start=1):
+    for col, (metric, error, _) in enumerate(panels, start=1):
         for series, part in frame.groupby("series", sort=True):
-            part = part.sort_values("trajectories")
-            figure.add_trace(go.Scatter(x=part["trajectories"], y=part[metric], mode="lines+markers", name=series,
+            part = part.sort_values(x)
+            figure.add_trace(go.Scatter(x=part[x], y=part[metric], mode="lines+markers", name=series,
                                         legendgroup=series, showlegend=col == 1, text=part["method"],
                                         line=dict(color=colour[series]),
-                                        error_y=_error_y(part[error]),
+                                        error_y=_error_y(part[error]) if error else None,
                                         hovertemplate="%{text}: %{y:.3f}<extra></extra>"), row=1, col=col)
-    figure.update_xaxes(title_text="trajectories per image (log)", type="log")
-    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    figure.update_xaxes(title_text=x_title, type="log")
+    figure.update_yaxes(tickformat=".0%", row=1, col=len(panels))
     figure.update_layout(title=title, height=520, legend=dict(orientation="h", y=-0.25))
     return figure
 

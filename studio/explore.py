@@ -35,11 +35,9 @@ def defaults_for(family: str) -> dict:
     compute-matched evaluation."""
     from alignment import defaults
 
-    if family == "diffusion":
-        return dict(beta=defaults.DIFFUSION_BETA, eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA,
-                    n=defaults.FLOW_N, estimator=defaults.FLOW_ESTIMATOR)
-    return dict(beta=defaults.FLOW_BETA, eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA,
-                n=defaults.FLOW_N, estimator=defaults.FLOW_ESTIMATOR)
+    return dict(beta=defaults.DIFFUSION_BETA if family == "diffusion" else defaults.FLOW_BETA,
+                eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA, n=defaults.FLOW_N,
+                estimator=defaults.FLOW_ESTIMATOR)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ maximum of the reward over ``p(x0|x_t)`` and stays O(reward) for every β, which
 
 A small conv net over the latent with FiLM conditioning on (t, log β, η, pooled text embedding). Saved and loaded
 like any diffusers model (``save_pretrained`` / ``from_pretrained``): about 72 MB (fp32) at ``sdxl_size()``,
-under 1 MB at ``toy_size()``.
+under 1 MB at ``toy_size()``, about 5 MB at ``toy_wide_size()``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ class GuidanceNetwork(ModelMixin, ConfigMixin):
     @classmethod
     def toy_size(cls, **kw) -> "GuidanceNetwork":
         return cls(**{"in_channels": 4, "text_dim": 32, "channels": (32, 64, 64), "cond_dim": 128, **kw})
+
+    @classmethod
+    def toy_wide_size(cls, **kw) -> "GuidanceNetwork":
+        """Twice toy_size's widths (about 5 MB in fp32): more capacity for the toy world's guidance."""
+        return cls(**{"in_channels": 4, "text_dim": 32, "channels": (64, 128, 128), "cond_dim": 256, **kw})
 
     @classmethod
     def sdxl_size(cls, **kw) -> "GuidanceNetwork":

@@ -170,7 +170,7 @@ class GuidanceTrainConfig:
     work: Path = option(help="folder for resumable training state")
     export: Path | None = option(None, help="where to save the trained network")
     model: str = option("toy-sdxl", help="the pretrained pipeline (its UNet is frozen)")
-    size: str = option("toy", help="the network's size", choices=("toy", "sdxl"))
+    size: str = option("toy", help="the network's size", choices=("toy", "toy-wide", "sdxl"))
     steps: int = option(20000, help="training steps")
     batch_size: int = option(256, help="per process")
     lr: float = option(5e-4, help="peak learning rate")

@@ -139,7 +139,8 @@ def run(cfg: GuidanceTrainConfig) -> bool:
     if cfg.init_from is not None:
         network = GuidanceNetwork.from_pretrained(cfg.init_from)
     else:
-        factory = GuidanceNetwork.toy_size if cfg.size == "toy" else GuidanceNetwork.sdxl_size
+        factory = {"toy": GuidanceNetwork.toy_size, "toy-wide": GuidanceNetwork.toy_wide_size,
+                   "sdxl": GuidanceNetwork.sdxl_size}[cfg.size]
         network = factory(text_dim=data["text_embeds"].shape[1], in_channels=data["latents"].shape[1],
                           reward_mean=r_mean, reward_std=r_std, beta_range=tuple(cfg.beta_range),
                           eta_range=tuple(cfg.eta_range))

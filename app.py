@@ -6,13 +6,15 @@
 
 Environment: STUDIO_MODELS, STUDIO_REAL=1, STUDIO_DEVICE, STUDIO_REWARD, STUDIO_GUIDANCE, STUDIO_MAX_N,
 STUDIO_TORCH_THREADS (studio/engine.py); STUDIO_DATABASE_URL, STUDIO_DATA_DIR, vote caps (studio/store.py);
-STUDIO_ADMIN_TOKEN (exports). On Spaces the database lives under /data when that folder exists, and generation runs
-under ``spaces.GPU`` when the ``spaces`` package is installed.
+STUDIO_ADMIN_TOKEN (exports); STUDIO_HUB_DATASET, STUDIO_HUB_EVERY, STUDIO_HUB_IMAGES (votes kept in a hub dataset,
+studio/hub_sync.py). On Spaces the database lives under /data when that folder exists, and generation runs under
+``spaces.GPU`` when the ``spaces`` package is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 try:  # Hugging Face ZeroGPU: `spaces` is imported before torch initialises CUDA
@@ -35,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("studio").setLevel(logging.INFO)  # the vote store's and the hub sync's messages
     from studio.settings import StudioSettings, set_threads
     from studio.ui import LAUNCH_KWARGS, build_demo
 

@@ -4,7 +4,8 @@
 Exports (the dashboard as one offline HTML file, the votes as CSV and as Pick-a-Pic parquet) hold every session's
 votes, and deleting a session's votes changes the data, so on a public deployment both are admin actions: when
 ``STUDIO_ADMIN_TOKEN`` is set the token must be typed in; on Hugging Face Spaces (``SPACE_ID`` set) without a token
-they are off. Locally they are open.
+they are off. Locally they are open. With a hub sync (``studio.hub_sync``), its state is in the summary and exports
+go up with its next commit.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def count(n: int, noun: str) -> str:
 
 class Dashboard:
     def __init__(self, store: Store | None, results_dir: str | Path = RESULTS_DIR, store_error: str | None = None,
-                 export_dir: str | Path | None = None):
-        self.store, self.results_dir = store, Path(results_dir)
+                 export_dir: str | Path | None = None, sync=None):
+        self.store, self.results_dir, self.sync = store, Path(results_dir), sync
         self.store_error = store_error or "The vote database is not available."
         self.export_dir = Path(export_dir) if export_dir else None
 
@@ -53,7 +54,8 @@ class Dashboard:
                    f"updated {stamp}")
         if skipped:
             summary += f" · {count(len(skipped), 'result file')} not readable as an evaluation table"
-        return (*figures, "\n\n".join(s for s in (summary, note) if s))
+        synced = self.sync.status() if self.sync is not None else ""
+        return (*figures, "\n\n".join(s for s in (summary, note, synced) if s))
 
     def check_token(self, token: str | None, action: str = "exports") -> None:
         expected = os.environ.get("STUDIO_ADMIN_TOKEN")
@@ -89,8 +91,12 @@ class Dashboard:
         name = {"html": f"studio-dashboard-{stamp}.html", "csv": f"studio-votes-{stamp}.csv",
                 "parquet": f"studio-votes-pickapic-{stamp}.parquet"}[kind]
         if kind == "html":
-            return str(export_dashboard(self.store, folder / name, self.results_dir))
-        return str(writers[kind](self.store, folder / name))
+            path = export_dashboard(self.store, folder / name, self.results_dir)
+        else:
+            path = writers[kind](self.store, folder / name)
+        if self.sync is not None:
+            self.sync.add_export(path)
+        return str(path)
 
 
 def build_dashboard(dashboard: Dashboard, tab: gr.Tab) -> None:

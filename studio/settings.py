@@ -1,6 +1,6 @@
 """What the studio offers and where it runs: ``StudioSettings`` (models, device, reward, guidance network, the
-largest bank), given or read from the environment; the process's torch thread count; and ``gpu``, which runs the
-page's model handlers on a Hugging Face ZeroGPU where there is one.
+largest bank, the hub dataset that keeps the votes), given or read from the environment; the process's torch thread
+count; and ``gpu``, which runs the page's model handlers on a Hugging Face ZeroGPU where there is one.
 
     settings = StudioSettings.from_env()        # STUDIO_MODELS, STUDIO_REAL, STUDIO_DEVICE, STUDIO_REWARD, ...
     set_threads(settings.device)                # STUDIO_TORCH_THREADS, else one thread on a CPU of two cores
@@ -14,6 +14,16 @@ from dataclasses import dataclass
 TOY_MODELS = ("toy-sdxl", "toy-sd3")
 REAL_MODELS = ("sdxl-turbo", "sd3.5-large-turbo")
 DEFAULT_MAX_N = 64  # bank size the page offers on CPU; STUDIO_MAX_N raises it on a GPU
+# ZeroGPU seconds asked per handler (spaces.GPU's duration; its default is 60 s and 120 s the most a visitor gets;
+# a shorter one queues first). Sized from SD3.5-Large-Turbo on one H100 (docs/performance.md): a bank of 64 takes
+# 31 s, a β change on a made bank under 1 s, an arena pair (two configurations of about 9 trajectories) about 10 s.
+GPU_SECONDS = {
+    "explore": 90,  # baseline, a bank of up to N = 64, the aligned image and best-of-N; models moved onto the GPU
+    "retune": 60,  # one guided trajectory, or the bank's missing samples when N grows
+    "make_pair": 60,  # the arena's two configurations
+}
+GPU_DEFAULT_SECONDS = 60
+GPU_MAX_SECONDS = 120
 
 
 def set_threads(device: str | None) -> int:
@@ -30,13 +40,19 @@ def set_threads(device: str | None) -> int:
     return torch.get_num_threads()
 
 
-def gpu(fn):
-    """``spaces.GPU`` when the ``spaces`` package is installed (Hugging Face ZeroGPU), else ``fn`` unchanged."""
+def gpu(fn=None, *, duration: int | None = None):
+    """``spaces.GPU(duration=…)`` when the ``spaces`` package is installed (Hugging Face ZeroGPU), else ``fn``
+    unchanged. ``duration`` defaults to ``GPU_SECONDS`` by the handler's name; ``@gpu`` and ``@gpu(duration=30)``."""
+    if fn is None:
+        return lambda f: gpu(f, duration=duration)
+    seconds = duration or GPU_SECONDS.get(getattr(fn, "__name__", ""), GPU_DEFAULT_SECONDS)
+    if not 0 < seconds <= GPU_MAX_SECONDS:
+        raise ValueError(f"a ZeroGPU duration must be 1..{GPU_MAX_SECONDS} s, not {seconds}")
     try:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(fn)
+    return spaces.GPU(duration=seconds)(fn)
 
 
 @dataclass(frozen=True)
@@ -45,27 +61,37 @@ class StudioSettings:
 
     ``reward``: one reward spec for every model (default: ``toy-pickscore`` for the toy presets, ``pickscore``
     otherwise). ``guidance``: the guidance network folder for the diffusion models (default:
-    ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others)."""
+    ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others). ``hub_dataset``: a dataset repo id that keeps the
+    votes across restarts (``studio/hub_sync.py``; off when None), committed every ``hub_every`` minutes, with the
+    images unless ``hub_images`` is False."""
 
     models: tuple[str, ...] = TOY_MODELS
     device: str | None = "cpu"
     reward: str | None = None
     guidance: str | None = None
     max_n: int = DEFAULT_MAX_N
+    hub_dataset: str | None = None
+    hub_every: float = 5.0
+    hub_images: bool = True
 
     @classmethod
     def from_env(cls, real: bool = False, models: list[str] | None = None, device: str | None = None) -> StudioSettings:
         """``STUDIO_MODELS`` (comma-separated presets, hub ids or folders, added to the toy ones),
         ``STUDIO_REAL=1`` (add sdxl-turbo and sd3.5-large-turbo), ``STUDIO_DEVICE`` (default: CPU for the toy
-        presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``, ``STUDIO_MAX_N``."""
+        presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``, ``STUDIO_MAX_N``;
+        ``STUDIO_HUB_DATASET``, ``STUDIO_HUB_EVERY`` (minutes, default 5), ``STUDIO_HUB_IMAGES=0``."""
         extra = list(models or []) + [m.strip() for m in os.environ.get("STUDIO_MODELS", "").split(",") if m.strip()]
         if real or os.environ.get("STUDIO_REAL", "").lower() in ("1", "true", "yes"):
             extra += list(REAL_MODELS)
         chosen = tuple(dict.fromkeys(list(TOY_MODELS) + extra))
         device = device or os.environ.get("STUDIO_DEVICE") or ("cpu" if chosen == TOY_MODELS else None)
         max_n = int(os.environ.get("STUDIO_MAX_N", DEFAULT_MAX_N))
+        hub_every = float(os.environ.get("STUDIO_HUB_EVERY") or 5)
+        if not 0 < hub_every < float("inf"):
+            raise ValueError(f"STUDIO_HUB_EVERY must be a number of minutes > 0, not {hub_every}")
         return cls(chosen, device, os.environ.get("STUDIO_REWARD") or None, os.environ.get("STUDIO_GUIDANCE") or None,
-                   max_n)
+                   max_n, hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
+                   hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"))
 
     def reward_for(self, model: str) -> str:
         return self.reward or ("toy-pickscore" if model.startswith("toy-") else "pickscore")

@@ -9,6 +9,7 @@
 
 Generation lives in ``studio.engine`` (no Gradio), votes in ``studio.store`` / ``studio.arena``. A store that can't
 be opened (read-only or full disk, unreachable database) leaves the Explore tab working and says so in the others.
+With ``STUDIO_HUB_DATASET`` set, the votes are restored from that dataset and synced to it (``studio.hub_sync``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .dashboard_tab import Dashboard, build_dashboard
 from .configs import Config
 from .engine import Engine
 from .explore import build_explore
+from .hub_sync import HubSync, start as start_hub_sync
 from .settings import StudioSettings
 from .store import Store, StoreError
 
@@ -55,16 +57,29 @@ def open_store() -> tuple[Store | None, str | None]:
         return None, f"The vote database can't be opened ({type(e).__name__}: {str(e)[:200]})."
 
 
+def hub_sync(store: Store | None, settings: StudioSettings) -> HubSync | None:
+    """The store's sync to ``settings.hub_dataset`` (restored first when the store is empty), or None when unset."""
+    if not settings.hub_dataset:
+        return None
+    if store is None:
+        log.warning("votes are not saved to the hub dataset %s: the vote store is not available",
+                    settings.hub_dataset)
+        return None
+    return start_hub_sync(store, settings.hub_dataset, every=settings.hub_every, images=settings.hub_images)
+
+
 def build_demo(settings: StudioSettings | None = None, *, engine: Engine | None = None, store: Store | None = None,
                arena_configs: list[Config] | None = None, warm_up: bool = True) -> gr.Blocks:
-    """The whole studio. ``store`` defaults to the environment's; ``warm_up`` loads the first model, its reward and
-    guidance network in the background so the first click doesn't wait for them."""
+    """The whole studio. ``store`` defaults to the environment's, restored from and synced to the hub dataset when
+    one is set; ``warm_up`` loads the first model, its reward and guidance network in the background so the first
+    click doesn't wait for them."""
     engine = engine or Engine(settings or StudioSettings.from_env())
     store_error = None
     if store is None:
         store, store_error = open_store()
+    sync = hub_sync(store, engine.settings)
     arena = ArenaSession(engine, store, arena_configs, store_error=store_error)
-    dashboard = Dashboard(store, store_error=store_error)
+    dashboard = Dashboard(store, store_error=store_error, sync=sync)
     with gr.Blocks(title="Alignment studio") as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
@@ -74,7 +89,7 @@ def build_demo(settings: StudioSettings | None = None, *, engine: Engine | None 
                 build_arena(arena)
             with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as tab:
                 build_dashboard(dashboard, tab)
-    demo.studio_engine, demo.studio_store = engine, store  # for tests and scripts
+    demo.studio_engine, demo.studio_store, demo.studio_sync = engine, store, sync  # for tests and scripts
     if warm_up:
         threading.Thread(target=engine.resources.warm_up, name="studio-warm-up", daemon=True).start()
     return demo

@@ -4,11 +4,16 @@ Names: ``pickscore``, ``hpsv2``, ``hpsv2.1``, ``clip``, ``toy-pickscore``. ``toy
 for evaluation only) is registered by ``toyworld.taste_reward.register_toy_taste()``, called where it is needed,
 because ``alignment`` never imports the toy world.
 Keyword arguments go to the named reward's factory (e.g. ``source=`` a local folder or file).
+A term may also be a local folder holding a ``CLIPModel`` and its processor (PickScore's layout, e.g. written by
+``python -m evaluations.hub_twins``): ``load_reward("/models/pickscore")`` scores with the PickScore code, under the
+folder's name.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Callable
 
 from ..presets import CHECKPOINTS
@@ -53,7 +58,14 @@ def _clip(arch: str = "ViT-H-14", pretrained: str = "laion2b_s32b_b79k", source:
                           **kw)
 
 
-_TERM = re.compile(r"^\s*(?:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?([A-Za-z][\w.\-]*)\s*$")
+_WEIGHT = r"^\s*(?:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?"
+_TERM = re.compile(_WEIGHT + r"([A-Za-z][\w.\-]*)\s*$")
+_FOLDER_TERM = re.compile(_WEIGHT + r"(.+?)\s*$")
+
+
+def is_reward_folder(name: str) -> bool:
+    """Whether ``name`` is a local folder with a model config (a registered name wins over a folder of that name)."""
+    return name not in REWARDS and (Path(name).expanduser() / "config.json").is_file()
 
 
 def parse_spec(spec: str) -> list[tuple[float, str]]:
@@ -62,13 +74,18 @@ def parse_spec(spec: str) -> list[tuple[float, str]]:
         raise ValueError("no reward named: use e.g. 'pickscore' or 'pickscore+0.5*hpsv2.1'")
     terms = []
     for part in spec.split("+"):
-        m = _TERM.match(part)
-        if not m:
-            raise ValueError(f"cannot read the reward term {part!r} in {spec!r}: write NAME or WEIGHT*NAME")
-        weight, name = float(m.group(1) or 1.0), m.group(2)
-        if name not in REWARDS:
-            raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
-        terms.append((weight, name))
+        m = _FOLDER_TERM.match(part)
+        if m and ("/" in m.group(2) or os.sep in m.group(2)) and not is_reward_folder(m.group(2)):
+            raise ValueError(f"no reward model in {m.group(2)!r}: a reward folder holds a CLIPModel (config.json, "
+                             "weights) and its processor")
+        if not (m and is_reward_folder(m.group(2))):
+            m = _TERM.match(part)
+            if not m:
+                raise ValueError(f"cannot read the reward term {part!r} in {spec!r}: write NAME or WEIGHT*NAME")
+            if m.group(2) not in REWARDS:
+                raise ValueError(f"unknown reward {m.group(2)!r}; known: {', '.join(sorted(REWARDS))}, or a local "
+                                 "folder with a CLIPModel and its processor")
+        terms.append((float(m.group(1) or 1.0), m.group(2)))
     return terms
 
 
@@ -76,7 +93,9 @@ def load_reward(spec: str, **kwargs) -> Reward:
     """Build the reward a spec names; ``kwargs`` go to every named reward. A name that appears twice in a sum is
     loaded once."""
     terms = parse_spec(spec)
-    built = {name: REWARDS[name](**kwargs) for name in dict.fromkeys(n for _, n in terms)}
+    built = {name: REWARDS[name](**kwargs) if name in REWARDS else
+             CLIPModelReward(str(Path(name).expanduser()), name=Path(name).name, **kwargs)
+             for name in dict.fromkeys(n for _, n in terms)}
     if len(terms) == 1 and terms[0][0] == 1.0:
         return built[terms[0][1]]
     return WeightedSum([(w, built[n]) for w, n in terms], name=spec.replace(" ", ""))

@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--estimator", choices=sorted(defaults.ESTIMATORS), default=defaults.FLOW_ESTIMATOR,
                      help="is: the estimator's settings (paper = the paper's exact estimator)")
     gen.add_argument("--particles", type=int, default=None, help="is: guided particles K, the best by reward is "
-                                                                  "kept (default 1); fk: particles (default 9)")
+                                                                  "kept (default: the estimator setting's, "
+                                                                  f"{defaults.PARTICLES}); fk: particles (default "
+                                                                  "N + that)")
     gen.add_argument("--rounds", type=int, default=1, help="is: rounds of iterated tilting R (cost N + K·R)")
     gen.add_argument("--eta", type=float, default=defaults.DIFFUSION_ETA, help="guided: weight of the consistency "
                                                                                 "term")
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate" and args.beta is None:
         args.beta = defaults.FLOW_BETA if args.method in ("is", "fk", "bon") else defaults.DIFFUSION_BETA
     if args.command == "generate" and args.particles is None:
-        args.particles = defaults.FLOW_N + 1 if args.method == "fk" else 1
+        args.particles = (defaults.FLOW_N + defaults.FLOW_PARTICLES if args.method == "fk"
+                          else defaults.PARTICLES.get(args.estimator, 1))
 
     if args.command == "presets":
         from .presets import PRESETS

@@ -2,8 +2,9 @@
 compute-matched evaluation (``python -m evaluations.pareto``, tuned on the validation split, reported on the test
 split; see ``evaluations/results/pareto_*.md``).
 
-* Flow models: the ``"tuned"`` estimator (``TUNED``) at ``FLOW_BETA`` with a bank of ``FLOW_N``; the paper's exact
-  estimator stays available as ``"paper"``.
+* Flow models: the ``"tuned"`` estimator (``TUNED``) at ``FLOW_BETA`` with a bank of ``FLOW_N`` and
+  ``PARTICLES["tuned"]`` guided particles (the one with the highest reward is kept); the paper's exact estimator
+  stays available as ``"paper"`` (one guided trajectory).
 * Diffusion models: the guidance network at ``DIFFUSION_BETA``, ``DIFFUSION_ETA``, strength ``DIFFUSION_ALPHA``.
 """
 
@@ -25,6 +26,11 @@ ESTIMATORS: dict[str, Estimator] = {"paper": PAPER, "tuned": TUNED}  # named set
 FLOW_ESTIMATOR = "tuned"
 FLOW_BETA = 0.1
 FLOW_N = 8
+# Guided particles K of each named setting (cost N + K trajectories; the K run as one batch). On the validation
+# split, K = 2 at N = 8, β = 0.1 raised the share of pairs whose reward beats the baseline's from 71 % to 78 % and
+# beat best-of-10 (equal trajectories) on taste in 81 % of pairs (K = 1 against best-of-9: 82.5 %).
+PARTICLES: dict[str, int] = {"paper": 1, "tuned": 2}
+FLOW_PARTICLES = PARTICLES[FLOW_ESTIMATOR]
 
 # Diffusion: the guidance network's β, η and α, chosen on the validation split (100 captions × 2 seeds, toy-sdxl):
 # β = 0.3 beat base on taste in 68.8 % of pairs, β = 0.05 / 0.1 in 59 / 60.5 %, α = 2 or 4 lost taste.

@@ -21,7 +21,7 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from PIL import Image
 
 from .checks import whole_number
-from .defaults import ESTIMATORS, FLOW_BETA, FLOW_ESTIMATOR, FLOW_N
+from .defaults import ESTIMATORS, FLOW_BETA, FLOW_ESTIMATOR, FLOW_N, PARTICLES
 from .flow_guidance import PAPER, Estimator, accumulation_dtype, check_beta, flow_guidance
 from .presets import Preset
 from .rewards import Reward
@@ -182,20 +182,24 @@ def particle_seed(seed: int, j: int) -> int:
 def sample_is(pipe, prompt: str | list[str], *, seed: int = 0, n: int = FLOW_N, beta: float = FLOW_BETA,
               reward: str | Reward | None = None, bank: SampleBank | None = None, preset: Preset | None = None,
               steps: int | None = None, guidance_scale: float | None = None,
-              estimator: Estimator | str | dict | None = FLOW_ESTIMATOR, particles: int = 1,
+              estimator: Estimator | str | dict | None = FLOW_ESTIMATOR, particles: int | None = None,
               rounds: int = 1) -> FlowResult:
     """One reward-aligned image per prompt: the pipeline run from ``seed``'s noise with its transformer wrapped by
     ``GuidedTransformer`` over the (prompt, seed) bank of ``n`` samples, at temperature ``beta``.
 
     The defaults (``n``, ``beta``, ``estimator``) are ``alignment.defaults``'. ``estimator``: the estimator's
-    options (``"tuned"``: the project's default; ``"paper"``: the paper's exact form; or an ``Estimator``). ``particles`` K > 1 runs K guided trajectories (particle 0 from the seed's
-    noise, the others from their own) and returns the one with the highest reward: a hybrid of guidance and best-of-K.
+    options (``"tuned"``: the project's default; ``"paper"``: the paper's exact form; or an ``Estimator``).
+    ``particles`` K > 1 runs K guided trajectories as one batch (particle 0 from the seed's noise, the others from
+    their own) and returns the one with the highest reward: a hybrid of guidance and best-of-K. Left out, it is the
+    named setting's (``alignment.defaults.PARTICLES``: 2 for ``"tuned"``), else 1.
     ``rounds`` R > 1 is iterated tilting: after each round its guided samples join the bank (for this call) and
     the next round's particles are guided by the grown bank. Cost: N + K·R trajectories per image.
 
     Pass a ``bank`` to reuse samples across calls (moving β then re-runs only the guided trajectories); without one
     a bank for ``reward`` (default toy-pickscore) is made for this call."""
     start = time.perf_counter()
+    if particles is None:
+        particles = PARTICLES.get(estimator, 1) if isinstance(estimator, str) else 1
     beta, estimator = check_beta(beta), resolve_estimator(estimator)
     particles, rounds = whole_number(particles, "particles", 1, 64), whole_number(rounds, "rounds", 1, 16)
     prompts, seed, n, bank, entries = _entries(pipe, prompt, seed, n, reward, bank, preset, steps, guidance_scale)

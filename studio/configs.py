@@ -48,15 +48,18 @@ class Config:
 
 
 def estimator_knobs(name: str) -> dict:
-    """The knobs of a named estimator setting (``alignment.defaults.ESTIMATORS``): only those that differ from
-    the paper's, so the paper's configuration stays ``{beta, n}``."""
-    from alignment.defaults import ESTIMATORS
+    """The knobs of a named estimator setting (``alignment.defaults.ESTIMATORS``, with its guided particles
+    ``PARTICLES``): only those that differ from the paper's, so the paper's configuration stays ``{beta, n}``."""
+    from alignment.defaults import ESTIMATORS, PARTICLES
     from alignment.flow_guidance import PAPER
 
     if name not in ESTIMATORS:
         raise ValueError(f"the estimator must be one of {', '.join(sorted(ESTIMATORS))}, not {name!r:.40}")
     chosen, paper = ESTIMATORS[name].describe(), PAPER.describe()
-    return {k: v for k, v in chosen.items() if v != paper[k]}
+    knobs = {k: v for k, v in chosen.items() if v != paper[k]}
+    if PARTICLES.get(name, 1) > 1:
+        knobs["particles"] = PARTICLES[name]
+    return knobs
 
 
 def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
@@ -73,10 +76,11 @@ def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
             configs += [Config.of(model, "guided", alpha=defaults.DIFFUSION_ALPHA, beta=defaults.DIFFUSION_BETA,
                                   eta=defaults.DIFFUSION_ETA),
                         Config.of(model, "bon", n=2)]
-        elif family == "flow":  # the tuned and the paper's estimator, and its peers at the same compute (N + 1)
+        elif family == "flow":  # the default and the paper's estimator, and its peers at the same compute (N + K)
+            cost = defaults.FLOW_N + defaults.FLOW_PARTICLES
             configs += [Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N,
                                   **estimator_knobs(defaults.FLOW_ESTIMATOR)),
                         Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N),
-                        Config.of(model, "bon", n=defaults.FLOW_N + 1),
-                        Config.of(model, "fk", beta=defaults.FLOW_BETA, particles=defaults.FLOW_N + 1)]
+                        Config.of(model, "bon", n=cost),
+                        Config.of(model, "fk", beta=defaults.FLOW_BETA, particles=cost)]
     return configs

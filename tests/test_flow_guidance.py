@@ -291,7 +291,7 @@ def test_guided_run_end_to_end_reuses_the_bank_across_beta(sd3, bank):
     assert torch.allclose(guided.rewards, Redness().score(guided.images, prompts))
     assert guided.seconds_per_image > 0 and json.dumps(guided.summary())
 
-    weak = sample_is(pipe, prompts, seed=3, n=4, beta=1e6, bank=bank)  # β -> ∞: no tilt, the baseline image
+    weak = sample_is(pipe, prompts, seed=3, n=4, beta=1e6, bank=bank, particles=1)  # β -> ∞, one particle: the baseline
     assert bank.pipeline_calls == calls  # a new β re-runs only the guided trajectory
     base = baseline(pipe, prompts, seed=3, bank=bank)
     diff = np.abs(np.asarray(weak.images[0], dtype=int) - np.asarray(base.images[0], dtype=int))

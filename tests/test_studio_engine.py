@@ -129,11 +129,13 @@ def test_configs_check_and_label(studio_engine):
     with pytest.raises(ValueError, match="particles"):
         studio_engine.check(Config.of("toy-sd3", "fk", beta=0.3, particles=0))
     assert studio_engine.check(Config.of("toy-sdxl", "bon", n=2)).config == {"n": 2}
-    labels = [c.label for c in default_arena_configs()]
-    assert "toy-sdxl · baseline" in labels and "toy-sd3 · bon · N=9" in labels and len(set(labels)) == len(labels)
-    from alignment.defaults import FLOW_BETA, FLOW_N
+    from alignment.defaults import FLOW_BETA, FLOW_N, FLOW_PARTICLES
 
-    assert "toy-sdxl · bon · N=2" in labels and f"toy-sd3 · fk · β={FLOW_BETA:g} K={FLOW_N + 1}" in labels
+    labels = [c.label for c in default_arena_configs()]
+    assert "toy-sdxl · baseline" in labels and len(set(labels)) == len(labels)
+    assert f"toy-sd3 · bon · N={FLOW_N + FLOW_PARTICLES}" in labels  # best-of-N at the default's trajectories
+    assert f"toy-sd3 · is · β={FLOW_BETA:g} N={FLOW_N} τ=16 λ=3 K={FLOW_PARTICLES}" in labels
+    assert "toy-sdxl · bon · N=2" in labels and f"toy-sd3 · fk · β={FLOW_BETA:g} K={FLOW_N + FLOW_PARTICLES}" in labels
 
 
 def test_render_of_every_arena_config(studio_engine):
@@ -193,11 +195,12 @@ def test_memo_answers_repeated_first_steps_only_and_exactly():
 def test_the_estimator_choice_reaches_the_aligned_image(studio_engine):
     """Explore's estimator radio: "tuned" (the default) carries its options as knobs, "paper" none; a name that
     is not a setting is one sentence."""
-    from alignment.defaults import FLOW_BETA, TUNED
+    from alignment.defaults import FLOW_BETA, PARTICLES, TUNED
 
     tuned = studio_engine.explore("toy-sd3", PROMPT, 31, n=2)
     paper = studio_engine.explore("toy-sd3", PROMPT, 31, n=2, estimator="paper")
-    assert tuned.aligned.config.config == {"beta": FLOW_BETA, "n": 2, "tau": TUNED.tau, "scale": TUNED.scale}
+    assert tuned.aligned.config.config == {"beta": FLOW_BETA, "n": 2, "tau": TUNED.tau, "scale": TUNED.scale,
+                                           "particles": PARTICLES["tuned"]}
     assert paper.aligned.config.config == {"beta": FLOW_BETA, "n": 2}
     assert paper.baseline.cached and "τ=" in tuned.aligned.title and "τ=" not in paper.aligned.title
     with pytest.raises(ValueError, match="estimator must be one of"):

@@ -28,7 +28,7 @@ from PIL import Image
 from .diffusion_guidance import check_alpha, check_beta, check_eta, grad_log_h_of, tweedie_x0, vp_coefficients
 from .guidance_network import GuidanceNetwork
 from .lru import LRU
-from .presets import Preset
+from .presets import Preset, sampling_settings
 from .rewards import Reward, load_reward
 from .sampling import check_prompt, encode_prompt_kwargs, with_component
 
@@ -142,12 +142,7 @@ def _prompts(prompt) -> list[str]:
 
 
 def _settings(pipe, preset: Preset | None, steps, guidance_scale) -> tuple[int, float, dict]:
-    steps = int(steps if steps is not None else (preset.steps if preset else 1))
-    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
-    if not 0.0 <= guidance <= 30.0:
-        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    steps, guidance = sampling_settings(preset, steps, guidance_scale)
     size = {"height": preset.resolution, "width": preset.resolution} if preset else {}
     return steps, guidance, size
 

@@ -31,7 +31,7 @@ from PIL import Image
 
 from .checks import check_seed, whole_number
 from .lru import LRU
-from .presets import Preset
+from .presets import Preset, sampling_settings
 from .rewards import Reward, load_reward
 from .sampling import check_prompt, encode_prompt_kwargs, with_component
 
@@ -56,12 +56,7 @@ class Settings:
 def resolve_settings(pipe, preset: Preset | None = None, steps: int | None = None,
                      guidance_scale: float | None = None) -> Settings:
     """The preset's sampling defaults (or the pipeline's), overridden by what is given; a ValueError if out of range."""
-    steps = int(steps if steps is not None else (preset.steps if preset else 4))
-    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
-    if not 0.0 <= guidance <= 30.0:
-        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    steps, guidance = sampling_settings(preset, steps, guidance_scale)
     size = preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor
     return Settings(steps, guidance, int(size), int(size))
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from .checks import check_seed
-from .presets import Preset
+from .presets import Preset, sampling_settings
 
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens; longer text is almost surely a paste error
 
@@ -50,12 +50,7 @@ def generate(
     """Sample one image per prompt with the pipeline's own scheduler. The noise comes from a CPU generator seeded
     with ``seed``, so a seed gives the same image on every device."""
     prompts = [check_prompt(p) for p in ([prompts] if isinstance(prompts, str) else prompts)]
-    steps = int(steps if steps is not None else (preset.steps if preset else 4))
-    guidance = float(guidance_scale if guidance_scale is not None else (preset.guidance_scale if preset else 0.0))
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
-    if not (0.0 <= guidance <= 30.0):
-        raise ValueError(f"guidance_scale must be between 0 and 30, got {guidance}")
+    steps, guidance = sampling_settings(preset, steps, guidance_scale)
     generator = torch.Generator("cpu").manual_seed(check_seed(seed))
     kwargs = {}
     if preset is not None:

@@ -49,7 +49,7 @@ from alignment.defaults import ESTIMATORS
 from alignment.flow_guidance import Estimator
 from alignment.fk_steering import sample_fk
 from alignment.flow_sampler import baseline, best_of_n, sample_is
-from alignment.presets import find_preset
+from alignment.presets import find_preset, sampling_settings
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions, taste
 
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
 
         network = load_guidance_network(args.network) if any(m.kind == "guided" for m in methods) else None
         results = run_diffusion(pipe, preset, reward, captions, seeds, methods, args.batch, network)
-    steps = preset.steps if preset else 1
+    steps, _ = sampling_settings(preset)
     report = summarise(results, methods, seeds, steps)
     device = pipe._execution_device
     report["config"] = {

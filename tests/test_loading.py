@@ -42,6 +42,22 @@ def test_a_local_folder_and_the_preset_are_one_path(sdxl):
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_a_local_copy_of_a_preset_is_sampled_as_the_preset():
+    """``NAME=FOLDER``: the folder's weights with the preset's steps, guidance and size; a bare folder gets the
+    same fallback from every sampler (baseline, guided, bank)."""
+    from alignment.diffusion_sampler import _settings
+    from alignment.presets import FALLBACK_STEPS, find_preset, sampling_settings
+
+    folder = str(ROOT / "checkpoints" / "toy-sdxl")
+    pipe, preset = load_pipeline(f"sdxl-turbo={folder}", device="cpu")
+    assert isinstance(pipe, StableDiffusionXLPipeline) and preset.name == "sdxl-turbo" and preset.source == folder
+    assert sampling_settings(preset) == (1, 0.0) and _settings(pipe, preset, None, None)[2] == {"height": 512,
+                                                                                             "width": 512}
+    assert find_preset(f"not-a-preset={folder}") is None and find_preset("sdxl-turbo=") is None
+    assert sampling_settings(None) == (FALLBACK_STEPS, 0.0) == _settings(pipe, None, None, None)[:2]
+    assert generate(pipe, "a red star", seed=1, steps=1).steps == 1
+
+
 @pytest.mark.parametrize("which", ["sdxl", "sd3"])
 def test_generation_is_seeded(which, request):
     pipe, preset = request.getfixturevalue(which)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .store import Store, VoteRefused
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Reveal:
     choice: str
     left: dict   # label, model, method, config, seed, rewards, latency_s
     right: dict
+    votes_left: int | None = None  # the session's, right after this vote (None when revealed later)
 
     @property
     def winner(self) -> str | None:
@@ -67,26 +68,21 @@ class Arena:
     def pair(self, session_id: str, generation_a: int, generation_b: int) -> BlindPair:
         """A new comparison of two generations of one prompt, sides swapped with probability 1/2. Refused
         (VoteRefused) when the session has no votes left, so no pair is shown that can't be voted on."""
-        if self.store.votes_left(session_id) == 0:
-            raise VoteRefused(f"This session has reached its limit of {self.store.vote_cap} votes. Thank you!")
         left, right = (generation_b, generation_a) if self.rng.random() < 0.5 else (generation_a, generation_b)
-        comparison_id = self.store.create_comparison(session_id, left, right)
-        left_row, right_row = self.store.generation(left), self.store.generation(right)
-        return BlindPair(comparison_id, left_row["prompt"], self.store.image(left_row["image_sha256"]),
-                         self.store.image(right_row["image_sha256"]))
+        shown = self.store.show_pair(session_id, left, right)  # one transaction
+        return BlindPair(shown["id"], shown["left"]["prompt"], self.store.image(shown["left"]["image_sha256"]),
+                         self.store.image(shown["right"]["image_sha256"]))
 
     def vote(self, session_id: str, comparison_id: str, choice: str) -> Reveal:
         """Record the vote (exactly once: a repeat raises VoteRefused) and reveal both configurations."""
-        self.store.record_vote(session_id, comparison_id, choice)
-        return self.reveal(session_id, comparison_id)
+        voted = self.store.record_vote_and_reveal(session_id, comparison_id, choice)  # one transaction
+        return Reveal(comparison_id, choice, _public(voted["left"]), _public(voted["right"]), voted["votes_left"])
 
     def reveal(self, session_id: str, comparison_id: str) -> Reveal:
         """The configurations of a pair this session has voted on; ValueError before the vote."""
-        comparison = self.store.comparison(comparison_id)
+        comparison = self.store.comparison(comparison_id, generations=True)  # one read of the database
         if comparison["session_id"] != session_id:
             raise ValueError("this pair was shown to another session")
         if comparison["choice"] is None:
             raise ValueError("vote first: the configurations are revealed only after the vote")
-        return Reveal(comparison_id, comparison["choice"],
-                      _public(self.store.generation(comparison["left_generation_id"])),
-                      _public(self.store.generation(comparison["right_generation_id"])))
+        return Reveal(comparison_id, comparison["choice"], _public(comparison["left"]), _public(comparison["right"]))

@@ -27,6 +27,11 @@ from .store import MAX_SEED, Store, StoreError, VoteRefused
 
 PAIRINGS = ("baseline vs aligned", "any two of the list")
 CHOICES = {"left": "👈 Left is better", "right": "👉 Right is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
+# Gradio concurrency groups. Votes have their own, so a vote never queues behind a pair being made, and pairs
+# have theirs, apart from Explore's "models": the engine's own lock keeps model work one at a time, while the rest
+# of a pair (the store's writes, the images' encoding) overlaps with other pairs'.
+PAIR_GROUP, PAIR_CONCURRENCY = "arena-pairs", 4
+VOTE_GROUP, VOTE_CONCURRENCY = "arena-votes", 8
 CHOSEN = {"left": "the left image", "right": "the right image", "tie": "a tie", "both_bad": "both bad"}
 
 
@@ -37,6 +42,7 @@ class PairState:
     session_id: str | None = None
     comparison_id: str | None = None
     voted: bool = False
+    votes_left: int | None = None  # the session's, as of its last pair or vote (None: ask the store)
 
 
 def client_address(request: gr.Request | None) -> str | None:
@@ -101,14 +107,14 @@ class ArenaSession:
         a, b = self.arena.matchup(names) if self.arena is not None else self.rng.sample(names, 2)
         return self.by_label[a], self.by_label[b]
 
-    def _record(self, config: Config, prompt: str, seed: int, progress) -> int:
+    def _render(self, config: Config, prompt: str, seed: int, progress) -> dict:
+        """One side of a pair, rendered: :meth:`Store.add_generations`'s fields."""
         panel = self.engine.render(config, prompt, seed, progress)
         _, preset = self.engine.resources.pipeline(config.model)
         settings = ({"steps": preset.steps, "guidance_scale": preset.guidance_scale, "resolution": preset.resolution}
                     if preset else {})
-        return self._store().add_generation(prompt, panel.image, model=config.model, method=config.method,
-                                            config={**settings, **config.config}, seed=seed, rewards=panel.rewards,
-                                            latency_s=panel.seconds, label=config.label)
+        return dict(image=panel.image, model=config.model, method=config.method, config={**settings, **config.config},
+                    seed=seed, rewards=panel.rewards, latency_s=panel.seconds, label=config.label)
 
     def new_pair(self, state: PairState | None, prompt, pairing, labels, address: str | None = None,
                  progress=None):
@@ -118,10 +124,11 @@ class ArenaSession:
         store = self._store()
         prompt = check_prompt(prompt)
         a, b = self.choose(pairing, labels)  # before the session: a refused choice stores nothing
-        state = PairState() if state is None else PairState(state.session_id)
+        state = PairState() if state is None else PairState(state.session_id, votes_left=state.votes_left)
         if state.session_id is None:
-            state.session_id = store.start_session(client_address=address)
-        if store.votes_left(state.session_id) == 0:
+            state.session_id, state.votes_left = store.start_session(client_address=address), store.vote_cap
+        votes_left = state.votes_left if state.votes_left is not None else store.votes_left(state.session_id)
+        if votes_left == 0:  # before anything is made; checked again when the pair is stored
             raise VoteRefused(f"This session has reached its limit of {store.vote_cap} votes. Thank you!")
         seed = self.rng.randrange(MAX_SEED + 1)
 
@@ -131,19 +138,21 @@ class ArenaSession:
             progress(done / 2, "Making the pair…")
             return lambda f, desc=None: progress((done + f) / 2, "Making the pair…")
 
-        ids = [self._record(config, prompt, seed, report(i)) for i, config in enumerate((a, b))]
+        sides = [self._render(config, prompt, seed, report(i)) for i, config in enumerate((a, b))]
+        ids = store.add_generations(prompt, sides)  # one transaction; model work is over before it starts
         pair = self.arena.pair(state.session_id, *ids)
         state.comparison_id = pair.comparison_id
-        return state, pair.left, pair.right, store.votes_left(state.session_id)
+        state.votes_left = votes_left  # making a pair spends no vote
+        return state, pair.left, pair.right, votes_left
 
     def vote(self, state: PairState | None, choice: str):
         """(state, reveal, votes left) after storing the vote; VoteRefused (already voted, cap) or ValueError."""
-        store = self._store()
+        self._store()  # a StoreError that says why when there is none
         if state is None or state.comparison_id is None:
             raise ValueError("there is no pair to vote on yet: press “New pair”")
         reveal = self.arena.vote(state.session_id, state.comparison_id, choice)
-        state = PairState(state.session_id, state.comparison_id, voted=True)
-        return state, reveal, store.votes_left(state.session_id)
+        state = PairState(state.session_id, state.comparison_id, voted=True, votes_left=reveal.votes_left)
+        return state, reveal, reveal.votes_left
 
 
 def reveal_markdown(reveal) -> str:
@@ -208,7 +217,7 @@ def build_arena(session: ArenaSession) -> None:
 
     pair_outputs = [state, left, right, left_md, right_md, reveal_md, status, *vote_buttons, next_pair]
     pair_event = dict(fn=make_pair, inputs=[state, prompt, pairing, labels], outputs=pair_outputs,
-                      concurrency_id="models", concurrency_limit=1)
+                      concurrency_id=PAIR_GROUP, concurrency_limit=PAIR_CONCURRENCY)
     new.click(api_name="arena_pair", **pair_event)
     next_pair.click(api_name=False, **pair_event)
 
@@ -230,5 +239,5 @@ def build_arena(session: ArenaSession) -> None:
     for choice, button in buttons.items():
         button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status, *vote_buttons,
                                                            next_pair],
-                     api_name=f"vote_{choice}", concurrency_limit=8)
+                     api_name=f"vote_{choice}", concurrency_id=VOTE_GROUP, concurrency_limit=VOTE_CONCURRENCY)
     shuffle.click(lambda: random.choice(EXAMPLES)[0], outputs=prompt, api_name=False, queue=False)

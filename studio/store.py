@@ -31,6 +31,7 @@ import os
 import random
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -231,6 +232,11 @@ class Store:
         else:
             self.engine = _server_engine(self.url, busy_timeout_s)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Two threads of this process that both wait for its lock wait in SQLite's
+        # busy handler, which polls with sleeps (up to 100 ms each): under 50 voters that, not the writes, was most
+        # of a pair's time. So this process's writers queue on a lock of their own and get SQLite's at once; other
+        # processes' writers still wait with the busy timeout. A database server takes concurrent writers itself.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._retrying(lambda: Base.metadata.create_all(self.engine))
 
     def __repr__(self) -> str:
@@ -289,6 +295,12 @@ class Store:
                 if write:
                     s.connection(execution_options={"sqlite_write": True})
                 return work(s)
+
+        if write and self._write_lock is not None:
+            def once_locked():
+                with self._write_lock:
+                    return once()
+            return self._retrying(once_locked)
         return self._retrying(once)
 
     def client_hash(self, client_address: str) -> str:
@@ -311,7 +323,41 @@ class Store:
                        rewards: dict[str, float], latency_s: float | None = None, label: str | None = None) -> int:
         """Store one generated image and how it was made; returns the generation id. ``config`` holds every knob
         (β, η, α, N, steps, …) as JSON; ``label`` names the configuration (default :func:`config_label`)."""
+        return self.add_generations(prompt, [dict(image=image, model=model, method=method, config=config, seed=seed,
+                                                  rewards=rewards, latency_s=latency_s, label=label)])[0]
+
+    def add_generations(self, prompt: str, generations: list[dict]) -> list[int]:
+        """Several generations of one prompt (each a dict of :meth:`add_generation`'s keyword arguments and its
+        ``image``) in one transaction, all or none; returns their ids in order. An arena pair is stored so."""
         text = clean_prompt(prompt)
+        if not isinstance(generations, (list, tuple)) or not generations:
+            raise ValueError("generations must be a non-empty list of dicts")
+        rows = [self._generation_fields(**g) for g in generations]  # everything checked before anything is written
+        try:
+            shas = [self.images.put(image) for image, _ in rows]  # content-addressed: a file left behind is harmless
+        except OSError as e:
+            reason = e.strerror or str(e) or type(e).__name__
+            raise StoreUnavailable(f"The image couldn't be saved because the image folder can't be written (the "
+                                   f"system says “{reason}”). Nothing was stored. Generation still works.") from e
+
+        def write(s):
+            prompt_row = self._prompt(s, text)
+            added = [Generation(prompt_id=prompt_row.id, image_sha256=sha, **fields)
+                     for sha, (_, fields) in zip(shas, rows)]
+            s.add_all(added)
+            s.flush()
+            return [row.id for row in added]
+
+        try:
+            return self._transaction(write)
+        except IntegrityError:  # another writer added the same new prompt between our read and insert
+            return self._transaction(write)
+
+    @staticmethod
+    def _generation_fields(*, image: Image.Image, model: str, method: str, config: dict, seed: int,
+                           rewards: dict[str, float], latency_s: float | None = None,
+                           label: str | None = None) -> tuple[Image.Image, dict]:
+        """(image, the generation row's columns) checked; ValueError says what is wrong."""
         model, method = _text(model, "model", 200), _text(method, "method", 50)
         config, rewards = _json_object(config, "config"), _rewards(rewards)
         label = _text(label, "label", 200) if label is not None else config_label(model, method, config)
@@ -320,26 +366,8 @@ class Store:
         if latency_s is not None and not (isinstance(latency_s, (int, float)) and math.isfinite(latency_s)
                                           and latency_s >= 0):
             raise ValueError(f"latency_s must be a finite number of seconds ≥ 0, not {latency_s!r}")
-        try:
-            sha = self.images.put(image)  # content-addressed: a file left by a failed transaction is harmless
-        except OSError as e:
-            reason = e.strerror or str(e) or type(e).__name__
-            raise StoreUnavailable(f"The image couldn't be saved because the image folder can't be written (the "
-                                   f"system says “{reason}”). Nothing was stored. Generation still works.") from e
-
-        def write(s):
-            prompt_row = self._prompt(s, text)
-            row = Generation(prompt_id=prompt_row.id, label=label, model=model, method=method, config=config,
-                             seed=seed, rewards=rewards, latency_s=None if latency_s is None else float(latency_s),
-                             image_sha256=sha)
-            s.add(row)
-            s.flush()
-            return row.id
-
-        try:
-            return self._transaction(write)
-        except IntegrityError:  # another writer added the same new prompt between our read and insert
-            return self._transaction(write)
+        return image, dict(label=label, model=model, method=method, config=config, seed=seed, rewards=rewards,
+                           latency_s=None if latency_s is None else float(latency_s))
 
     @staticmethod
     def _prompt(s, text: str) -> Prompt:
@@ -353,11 +381,24 @@ class Store:
 
     def create_comparison(self, session_id: str, left_generation_id: int, right_generation_id: int) -> str:
         """Record that this session is shown these two generations, on these sides; returns the comparison id."""
+        return self._create_comparison(session_id, left_generation_id, right_generation_id, within_cap=False)["id"]
+
+    def show_pair(self, session_id: str, left_generation_id: int, right_generation_id: int) -> dict:
+        """:meth:`create_comparison`, refused (VoteRefused) when the session has no votes left, so that no pair is
+        shown that can't be voted on; returns the new comparison as :meth:`comparison` with ``generations``, read in
+        the same transaction (the arena's pair is one write)."""
+        return self._create_comparison(session_id, left_generation_id, right_generation_id, within_cap=True)
+
+    def _create_comparison(self, session_id: str, left_generation_id: int, right_generation_id: int, *,
+                           within_cap: bool) -> dict:
         comparison_id = secrets.token_hex(16)
 
         def write(s):
-            if s.get(Session, _text_id(session_id)) is None:
+            session = s.get(Session, _text_id(session_id))
+            if session is None:
                 raise ValueError("unknown session: reload the page to start a new one")
+            if within_cap and session.vote_count >= self.vote_cap:
+                raise VoteRefused(f"This session has reached its limit of {self.vote_cap} votes. Thank you!")
             left = s.get(Generation, _number_id(left_generation_id))
             right = s.get(Generation, _number_id(right_generation_id))
             if left is None or right is None:
@@ -368,13 +409,24 @@ class Store:
                 raise ValueError("both generations of a comparison must answer the same prompt")
             s.add(Comparison(id=comparison_id, session_id=session_id, left_generation_id=left.id,
                              right_generation_id=right.id))
+            return dict(id=comparison_id, session_id=session_id, left_generation_id=left.id,
+                        right_generation_id=right.id, choice=None, left=self._generation(s, left.id),
+                        right=self._generation(s, right.id))
 
-        self._transaction(write)
-        return comparison_id
+        return self._transaction(write)
 
-    def record_vote(self, session_id: str, comparison_id: str, choice: str) -> None:
-        """Store the session's vote on its comparison, exactly once. Raises VoteRefused (with the reason) when the
-        pair was already voted on, the session or its client reached its cap, or the pair is another session's."""
+    def record_vote(self, session_id: str, comparison_id: str, choice: str) -> int:
+        """Store the session's vote on its comparison, exactly once; returns the session's votes left after it.
+        Raises VoteRefused (with the reason) when the pair was already voted on, the session or its client reached
+        its cap, or the pair is another session's."""
+        return self._record_vote(session_id, comparison_id, choice, reveal=False)
+
+    def record_vote_and_reveal(self, session_id: str, comparison_id: str, choice: str) -> dict:
+        """:meth:`record_vote`, returning the voted comparison as :meth:`comparison` with ``generations`` and the
+        session's ``votes_left``, read in the same transaction (the arena's vote is one write)."""
+        return self._record_vote(session_id, comparison_id, choice, reveal=True)
+
+    def _record_vote(self, session_id: str, comparison_id: str, choice: str, *, reveal: bool):
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
 
@@ -402,9 +454,17 @@ class Store:
                 raise VoteRefused(f"This session has reached its limit of {self.vote_cap} votes. Thank you!")
             s.add(Vote(comparison_id=comparison_id, session_id=session_id, choice=choice))
             s.flush()
+            votes_left = max(self.vote_cap - s.scalar(select(Session.vote_count).where(Session.id == session_id)), 0)
+            if not reveal:
+                return votes_left
+            return dict(id=comparison.id, session_id=comparison.session_id,
+                        left_generation_id=comparison.left_generation_id,
+                        right_generation_id=comparison.right_generation_id, choice=choice,
+                        left=self._generation(s, comparison.left_generation_id),
+                        right=self._generation(s, comparison.right_generation_id), votes_left=votes_left)
 
         try:
-            self._transaction(write)
+            return self._transaction(write)
         except IntegrityError as e:  # a concurrent duplicate (double click) lost the race to the unique index
             raise VoteRefused("You already voted on this pair; the first vote counts.") from e
 
@@ -412,24 +472,31 @@ class Store:
 
     def generation(self, generation_id: int) -> dict:
         """Everything about one generation (its configuration included): for after the vote, never before."""
-        def read(s):
-            row = s.get(Generation, _number_id(generation_id))
-            if row is None:
-                raise ValueError(f"unknown generation id {generation_id}")
-            return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
-                        method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
-                        latency_s=row.latency_s, image_sha256=row.image_sha256)
-        return self._transaction(read, write=False)
+        return self._transaction(lambda s: self._generation(s, generation_id), write=False)
 
-    def comparison(self, comparison_id: str) -> dict:
-        """A comparison: its session, the two generation ids by side, and the vote's choice (None before it)."""
+    @staticmethod
+    def _generation(s, generation_id: int) -> dict:
+        row = s.get(Generation, _number_id(generation_id))
+        if row is None:
+            raise ValueError(f"unknown generation id {generation_id}")
+        return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
+                    method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
+                    latency_s=row.latency_s, image_sha256=row.image_sha256)
+
+    def comparison(self, comparison_id: str, *, generations: bool = False) -> dict:
+        """A comparison: its session, the two generation ids by side, and the vote's choice (None before it); with
+        ``generations``, also ``left`` and ``right``: each side's :meth:`generation`, read in the same transaction."""
         def read(s):
             row = s.get(Comparison, _text_id(comparison_id))
             if row is None:
                 raise ValueError("unknown comparison: ask for a new pair")
             choice = s.scalar(select(Vote.choice).where(Vote.comparison_id == comparison_id))
-            return dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
-                        right_generation_id=row.right_generation_id, choice=choice)
+            found = dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
+                         right_generation_id=row.right_generation_id, choice=choice)
+            if generations:
+                found.update(left=self._generation(s, row.left_generation_id),
+                             right=self._generation(s, row.right_generation_id))
+            return found
         return self._transaction(read, write=False)
 
     def votes_left(self, session_id: str) -> int:

@@ -1,6 +1,6 @@
 """Load: 50 voters at once, each in its own Gradio session, ask for pairs and vote through the page's real HTTP API
-(``benchmarks.load_test``: the studio served in this process on 127.0.0.1, images from a hash instead of a
-sampler); then the database is read back. Every acknowledged vote is stored exactly once, nothing else is stored,
+(``benchmarks.load_test``: the studio served by a process of its own on 127.0.0.1, images from a hash instead of
+a sampler); then the database is read back. Every acknowledged vote is stored exactly once, nothing else is stored,
 every voter gets through.
 
 The database comes from ``load_database_url``: a SQLite file, and a fresh PostgreSQL database where

@@ -46,6 +46,9 @@ def main(argv=None) -> None:
                                        device=args.device)
     set_threads(settings.device)
     demo = build_demo(settings, warm_up=not args.no_warm_up)
+    # Gradio rebuilds a pandas summary of its past events after every event unless told otherwise: under many
+    # voters that costs about a tenth of the server's CPU (benchmarks/load_test.py)
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
 
 

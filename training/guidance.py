@@ -45,6 +45,10 @@ class Objective(torch.nn.Module):
         super().__init__()
         self.network, self.unet = network, unet.requires_grad_(False).eval()
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        # SDXL's micro-conditioning (original size, crop, target size), on the device with the module: made inside
+        # the step it would be a host-to-device copy, which a CUDA graph capture refuses
+        self.register_buffer("time_ids", torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]],
+                                                      dtype=torch.float32), persistent=False)
         self.resolution = resolution
 
     def forward(self, x0, prompt_embeds, text_embeds, rewards, t, noise, beta, eta, rows=None,
@@ -83,8 +87,8 @@ class Objective(torch.nn.Module):
         if cached is not None:  # ε_θ(x_t) − ε, computed once by the data step
             l_consistency = consistency_loss(cached["residual"].float(), grad, sigma_r, torch.zeros_like(grad))
         else:
-            res, dtype = self.resolution, self.unet.dtype
-            time_ids = torch.tensor([[res, res, 0, 0, res, res]], device=x0.device, dtype=dtype).expand(len(rows), 6)
+            dtype = self.unet.dtype
+            time_ids = self.time_ids.to(dtype).expand(len(rows), 6)
             with torch.no_grad():
                 eps = self.unet(x_r.to(dtype), t_r, encoder_hidden_states=prompt_embeds[rows].to(dtype),
                                 added_cond_kwargs={"text_embeds": text_embeds[rows].to(dtype),

@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 T0=$(date +%s)
 M="base bon:n=2 bon:n=3"
-for b in 0.03 0.1 0.3 1; do for a in 1 2; do M="$M guided:beta=$b,eta=1,alpha=$a"; done; done
+for b in 0.05 0.1 0.3 1; do for a in 1 2; do M="$M guided:beta=$b,eta=1,alpha=$a"; done; done
 for net in "$@"; do
   for split in validation test; do
     timeout ${EVAL_SECONDS:-280} python3 -m evaluations.pareto --model toy-sdxl --split $split --captions 200 --batch 100 \

@@ -45,8 +45,8 @@ from huggingface_hub import CommitScheduler, HfApi
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session as OrmSession
 
-from .schema import CHOICES, Comparison, Generation, Prompt, Session, Vote
-from .store import MAX_SEED, Store, clean_prompt
+from .schema import CHOICES, Comparison, Generation, Session, Vote
+from .store import MAX_SEED, Store, clean_prompt, prompt_of
 from .vote_records import generations_query, votes_query
 
 log = logging.getLogger("studio.hub_sync")
@@ -253,7 +253,7 @@ def import_records(store: Store, records: Records) -> RestoreReport:
                     report.problems.append(f"generation {gid}: the store has another generation under this id")
                 continue
             fields = {k: v for k, v in g.items() if k != "prompt" and (k != "created_at" or v is not None)}
-            report.generations += row(s, lambda: Generation(prompt_id=_prompt(s, g["prompt"]).id, **fields),
+            report.generations += row(s, lambda: Generation(prompt_id=prompt_of(s, g["prompt"]).id, **fields),
                                       f"generation {gid}")
         for sid, first in sessions.items():
             if s.get(Session, sid) is None:
@@ -297,16 +297,6 @@ def import_records(store: Store, records: Records) -> RestoreReport:
 
 def _when(created_at: datetime | None) -> dict:
     return {} if created_at is None else {"created_at": created_at}
-
-
-def _prompt(s, text_: str) -> Prompt:
-    digest = hashlib.sha256(text_.encode()).hexdigest()
-    row = s.scalar(select(Prompt).where(Prompt.text_sha256 == digest))
-    if row is None:
-        row = Prompt(text_sha256=digest, text=text_)
-        s.add(row)
-        s.flush()
-    return row
 
 
 class VoteScheduler(CommitScheduler):

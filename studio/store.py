@@ -92,6 +92,18 @@ def clean_prompt(text: str) -> str:
     return cleaned
 
 
+def prompt_of(s, text: str) -> Prompt:
+    """The prompt row of a (cleaned) text in the open ORM session ``s``, added when new: prompts are stored once,
+    by their SHA-256."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    row = s.scalar(select(Prompt).where(Prompt.text_sha256 == digest))
+    if row is None:
+        row = Prompt(text_sha256=digest, text=text)
+        s.add(row)
+        s.flush()
+    return row
+
+
 def config_label(model: str, method: str, config: dict) -> str:
     """A configuration's default name: ``toy-sdxl · guided · β=0.5 η=1``, from the β, η, α, N present."""
     knobs = " ".join(f"{sym}={config[key]:g}" if isinstance(config[key], float) else f"{sym}={config[key]}"
@@ -341,7 +353,7 @@ class Store:
                                    f"system says “{reason}”). Nothing was stored. Generation still works.") from e
 
         def write(s):
-            prompt_row = self._prompt(s, text)
+            prompt_row = prompt_of(s, text)
             added = [Generation(prompt_id=prompt_row.id, image_sha256=sha, **fields)
                      for sha, (_, fields) in zip(shas, rows)]
             s.add_all(added)
@@ -368,16 +380,6 @@ class Store:
             raise ValueError(f"latency_s must be a finite number of seconds ≥ 0, not {latency_s!r}")
         return image, dict(label=label, model=model, method=method, config=config, seed=seed, rewards=rewards,
                            latency_s=None if latency_s is None else float(latency_s))
-
-    @staticmethod
-    def _prompt(s, text: str) -> Prompt:
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        row = s.scalar(select(Prompt).where(Prompt.text_sha256 == digest))
-        if row is None:
-            row = Prompt(text_sha256=digest, text=text)
-            s.add(row)
-            s.flush()
-        return row
 
     def create_comparison(self, session_id: str, left_generation_id: int, right_generation_id: int) -> str:
         """Record that this session is shown these two generations, on these sides; returns the comparison id."""

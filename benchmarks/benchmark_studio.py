@@ -94,18 +94,6 @@ def engine_numbers(engine, n: int, seeds: range) -> dict:
     return out
 
 
-def queue_call(client, api: str, fn_index: int, data: list, session: str) -> None:
-    """One event through Gradio's queue as the page sends it (join, then the event stream until it completes)."""
-    client.post(api + "queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
-                                          "event_data": None, "trigger_id": None}).raise_for_status()
-    with client.stream("GET", api + "queue/data", params={"session_hash": session}) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:") and '"process_completed"' in line:
-                if '"success":true' not in line.replace(" ", ""):
-                    raise RuntimeError(line[:500])
-                return
-
-
 # -- a studio served elsewhere (--url) -----------------------------------------------------------------------------
 
 EXPLORE_IDS = {"model": "explore-model", "prompt": "explore-prompt", "seed": "explore-seed", "beta": "explore-beta",
@@ -421,7 +409,7 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
                 def explore(prompt, seed, beta, model=model, session=session, index=fn_index):
                     data = [model, prompt, seed, beta, 1.0, 1.0, n, "tuned"]
                     # the slider's event also reads the page's state (None: the server keeps it per session)
-                    queue_call(client, api, index, data + [None] * (index == release_index), session)
+                    queue_event(client, api, index, data + [None] * (index == release_index), session, 300)
 
                 first, change = [], []
                 for i, prompt in enumerate(PROMPTS[:4]):

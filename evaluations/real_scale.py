@@ -32,6 +32,8 @@ SDXL, SD35, PICKSCORE = CONFIGS / "sdxl-turbo", CONFIGS / "sd35-large-turbo", CO
 # so ``tiny=True`` runs every builder below on the very code path of the full size, on a CPU in seconds. Widths
 # agree across components as at full size: the UNet's cross-attention is both text towers' widths, its added
 # embedding the pooled width plus six time ids; SD3's pooled width is both projections, its joint width holds both.
+# SD3's position table covers the preset's 1024² (128² latents, 64 patches a side), so a tiny twin samples as the
+# preset says.
 _TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
               "projection_dim": 32}
 _TINY_VAE = {"block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64}
@@ -45,7 +47,7 @@ TINY: dict[str, dict[str, dict]] = {
     "sd3.5-large-turbo": {
         "transformer": {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16,
                         "caption_projection_dim": 32, "joint_attention_dim": 64, "pooled_projection_dim": 64,
-                        "pos_embed_max_size": 16, "sample_size": 8},
+                        "pos_embed_max_size": 64, "sample_size": 8},
         "vae": _TINY_VAE, "text_encoder": _TINY_TEXT, "text_encoder_2": _TINY_TEXT,
     },
     "pickscore": {"model": {

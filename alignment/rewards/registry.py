@@ -74,18 +74,17 @@ def parse_spec(spec: str) -> list[tuple[float, str]]:
         raise ValueError("no reward named: use e.g. 'pickscore' or 'pickscore+0.5*hpsv2.1'")
     terms = []
     for part in spec.split("+"):
-        m = _FOLDER_TERM.match(part)
-        if m and ("/" in m.group(2) or os.sep in m.group(2)) and not is_reward_folder(m.group(2)):
-            raise ValueError(f"no reward model in {m.group(2)!r}: a reward folder holds a CLIPModel (config.json, "
-                             "weights) and its processor")
-        if not (m and is_reward_folder(m.group(2))):
-            m = _TERM.match(part)
-            if not m:
+        m = _FOLDER_TERM.match(part)  # WEIGHT*NAME, the name a registered reward or a folder
+        name = m.group(2) if m else ""
+        if not (name in REWARDS or (name and is_reward_folder(name))):
+            if "/" in name or os.sep in name:
+                raise ValueError(f"no reward model in {name!r}: a reward folder holds a CLIPModel (config.json, "
+                                 "weights) and its processor")
+            if not _TERM.match(part):
                 raise ValueError(f"cannot read the reward term {part!r} in {spec!r}: write NAME or WEIGHT*NAME")
-            if m.group(2) not in REWARDS:
-                raise ValueError(f"unknown reward {m.group(2)!r}; known: {', '.join(sorted(REWARDS))}, or a local "
-                                 "folder with a CLIPModel and its processor")
-        terms.append((float(m.group(1) or 1.0), m.group(2)))
+            raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}, or a local "
+                             "folder with a CLIPModel and its processor")
+        terms.append((float(m.group(1) or 1.0), name))
     return terms
 
 

@@ -117,17 +117,7 @@ t=$(now)
 limit=$(( $(left) - 150 )); [ "$limit" -gt 360 ] && limit=360
 echo "== writing the hub twins into $MODELS_DIR (at most ${limit} s)"
 rm -rf "$MODELS_DIR"
-if [ "$TINY" = 1 ]; then
-  # the tiny SD3.5 transformer's position table (16 patches a side) is smaller than the preset's 1024² (64 a side):
-  # widened here, for this CPU check only
-  timeout "$limit" python3 -c "
-import sys
-from evaluations import hub_twins, real_scale
-real_scale.TINY['sd3.5-large-turbo']['transformer']['pos_embed_max_size'] = 64
-sys.exit(hub_twins.main(sys.argv[1:]))" --out "$MODELS_DIR" ${TWIN_ARGS[@]+"${TWIN_ARGS[@]}"} > "$OUT/hub_twins.log" 2>&1
-else
-  timeout "$limit" python3 -m evaluations.hub_twins --out "$MODELS_DIR" ${TWIN_ARGS[@]+"${TWIN_ARGS[@]}"} > "$OUT/hub_twins.log" 2>&1
-fi
+timeout "$limit" python3 -m evaluations.hub_twins --out "$MODELS_DIR" ${TWIN_ARGS[@]+"${TWIN_ARGS[@]}"} > "$OUT/hub_twins.log" 2>&1
 rc=$?
 tail -14 "$OUT/hub_twins.log" | grep -av "^  *STUDIO_REWARD\|^Serve the studio"
 jset stages.hub_twins_s "$(since "$t")"

@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", default="", help="comma-separated extra models: presets, hub ids or folders")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps… (default: CPU for the toy presets alone)")
     parser.add_argument("--no-warm-up", action="store_true", help="load models on the first click, not at start")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="never compile the models (default: compiled at start-up on CUDA; STUDIO_COMPILE)")
     return parser.parse_args(argv)
 
 
@@ -43,7 +45,7 @@ def main(argv=None) -> None:
     from studio.ui import LAUNCH_KWARGS, build_demo
 
     settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],
-                                       device=args.device)
+                                       device=args.device, compile="off" if args.no_compile else None)
     set_threads(settings.device)
     demo = build_demo(settings, warm_up=not args.no_warm_up)
     # Gradio rebuilds a pandas summary of its past events after every event unless told otherwise: under many

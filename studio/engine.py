@@ -75,6 +75,9 @@ class ExploreView:
     seconds: float = 0.0  # wall-clock of the call
 
 
+WARM_UP_PROMPT = "a red circle on a white background"  # rendered once per model at start-up when compiling
+
+
 class Engine:
     """Generation over ``resources`` (made from ``settings`` when not given), with its caches."""
 
@@ -106,6 +109,19 @@ class Engine:
         model = self.resources.check_model(config.model)
         return check_config(config, self.family(model), max_n=self.settings.max_n,
                             trained_ranges=lambda: self.resources.trained_ranges(model))
+
+    def warm_up(self) -> None:
+        """Load what the first click needs (``Resources.warm_up``); when the models are compiled, also render each
+        model's Explore defaults once, so that the compiler runs now and not on someone's request. Errors are left
+        for the click that meets them."""
+        self.resources.warm_up()
+        if not self.settings.compiles(self.settings.device):
+            return
+        for model in self.models:
+            try:
+                self.explore(model, WARM_UP_PROMPT, 0)
+            except Exception:  # noqa: BLE001 - the page reports it when someone asks
+                pass
 
     def render(self, config: Config, prompt: str, seed: int, progress: Progress | None = None) -> Panel:
         """One image of ``config`` for (prompt, seed), from the cache when it was made before."""

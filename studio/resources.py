@@ -79,6 +79,10 @@ class Resources:
                 from alignment.sampling import with_component
 
                 pipe, preset = load_pipeline(model, device=self.settings.device)
+                if self.settings.compiles(pipe.device):
+                    from alignment.acceleration import accelerate
+
+                    accelerate(pipe)  # before the wrappers below; compiled at warm-up (render_once)
                 workers = bank_workers(pipe.device)
                 if workers > 1 and getattr(pipe, "transformer", None) is not None:
                     # one image's transformer calls use the spare cores too (studio/split_batch.py). Measured on 2
@@ -116,6 +120,10 @@ class Resources:
                     device = self.device(model)
                     if hasattr(reward, "model") and device is not None:
                         reward.model.to(device)
+                        if self.settings.compiles(device):
+                            from alignment.acceleration import accelerate
+
+                            accelerate(reward=reward)
                 except (ModelLoadError, ValueError) as e:
                     raise Unavailable(f"The reward {spec!r} could not be loaded: {e}") from e
                 self._rewards[spec] = reward
@@ -136,6 +144,11 @@ class Resources:
 
                 try:
                     network = GuidanceNetwork.from_pretrained(path).eval().requires_grad_(False)
+                    device = self.device(model)
+                    if self.settings.compiles(device):
+                        from alignment.acceleration import accelerate
+
+                        accelerate(network=network.to(device))
                 except Exception as e:  # noqa: BLE001 - a broken folder is one clear message
                     raise Unavailable(f"The guidance network in {path} can't be read ({type(e).__name__}: "
                                       f"{str(e)[:200]}); the baseline is shown alone.") from e
@@ -176,8 +189,9 @@ class Resources:
         return FLOW_BETA_RANGE
 
     def warm_up(self, models: list[str] | None = None) -> None:
-        """Load pipelines, rewards and networks ahead of the first click (errors are left for the click)."""
-        for model in models or self.models[:1]:
+        """Load pipelines, rewards and networks ahead of the first click (errors are left for the click): the first
+        model's, or every model's when the models are compiled (then ``Engine.warm_up`` renders each once)."""
+        for model in models or (self.models if self.settings.compiles(self.settings.device) else self.models[:1]):
             try:
                 self.pipeline(model)
                 self.reward(model)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 TOY_MODELS = ("toy-sdxl", "toy-sd3")
 REAL_MODELS = ("sdxl-turbo", "sd3.5-large-turbo")
 DEFAULT_MAX_N = 64  # bank size the page offers on CPU; STUDIO_MAX_N raises it on a GPU
+COMPILE_CHOICES = ("auto", "on", "off")  # STUDIO_COMPILE
 # ZeroGPU seconds asked per handler (spaces.GPU's duration; its default is 60 s and 120 s the most a visitor gets;
 # a shorter one queues first). Sized from SD3.5-Large-Turbo on one H100 (docs/performance.md): a bank of 64 takes
 # 31 s, a β change on a made bank under 1 s, an arena pair (two configurations of about 9 trajectories) about 10 s.
@@ -63,7 +64,9 @@ class StudioSettings:
     otherwise). ``guidance``: the guidance network folder for the diffusion models (default:
     ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others). ``hub_dataset``: a dataset repo id that keeps the
     votes across restarts (``studio/hub_sync.py``; off when None), committed every ``hub_every`` minutes, with the
-    images unless ``hub_images`` is False."""
+    images unless ``hub_images`` is False. ``compile``: ``"auto"`` (on CUDA only), ``"on"`` or ``"off"``: whether
+    the models are accelerated and compiled (``alignment/acceleration.py``) and rendered once at start-up so that
+    no request waits for the compiler."""
 
     models: tuple[str, ...] = TOY_MODELS
     device: str | None = "cpu"
@@ -73,13 +76,16 @@ class StudioSettings:
     hub_dataset: str | None = None
     hub_every: float = 5.0
     hub_images: bool = True
+    compile: str = "auto"
 
     @classmethod
-    def from_env(cls, real: bool = False, models: list[str] | None = None, device: str | None = None) -> StudioSettings:
+    def from_env(cls, real: bool = False, models: list[str] | None = None, device: str | None = None,
+                 compile: str | None = None) -> StudioSettings:
         """``STUDIO_MODELS`` (comma-separated presets, hub ids or folders, added to the toy ones),
         ``STUDIO_REAL=1`` (add sdxl-turbo and sd3.5-large-turbo), ``STUDIO_DEVICE`` (default: CPU for the toy
         presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``, ``STUDIO_MAX_N``;
-        ``STUDIO_HUB_DATASET``, ``STUDIO_HUB_EVERY`` (minutes, default 5), ``STUDIO_HUB_IMAGES=0``."""
+        ``STUDIO_HUB_DATASET``, ``STUDIO_HUB_EVERY`` (minutes, default 5), ``STUDIO_HUB_IMAGES=0``;
+        ``STUDIO_COMPILE`` (auto, on, off; ``compile`` overrides it)."""
         extra = list(models or []) + [m.strip() for m in os.environ.get("STUDIO_MODELS", "").split(",") if m.strip()]
         if real or os.environ.get("STUDIO_REAL", "").lower() in ("1", "true", "yes"):
             extra += list(REAL_MODELS)
@@ -89,9 +95,24 @@ class StudioSettings:
         hub_every = float(os.environ.get("STUDIO_HUB_EVERY") or 5)
         if not 0 < hub_every < float("inf"):
             raise ValueError(f"STUDIO_HUB_EVERY must be a number of minutes > 0, not {hub_every}")
+        compile = (compile or os.environ.get("STUDIO_COMPILE") or "auto").strip().lower()
+        if compile not in COMPILE_CHOICES:
+            raise ValueError(f"STUDIO_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, not {compile!r}")
         return cls(chosen, device, os.environ.get("STUDIO_REWARD") or None, os.environ.get("STUDIO_GUIDANCE") or None,
                    max_n, hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
-                   hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"))
+                   hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"),
+                   compile=compile)
+
+    def compiles(self, device) -> bool:
+        """Whether models on ``device`` are accelerated and compiled: ``compile`` "on", or "auto" on CUDA (on a CPU
+        the toy models gain nothing from it and the compiler would take minutes)."""
+        if self.compile != "auto":
+            return self.compile == "on"
+        if device is None:  # what accelerate picks
+            import torch
+
+            return torch.cuda.is_available()
+        return getattr(device, "type", str(device)).startswith("cuda")
 
     def reward_for(self, model: str) -> str:
         return self.reward or ("toy-pickscore" if model.startswith("toy-") else "pickscore")

@@ -91,5 +91,5 @@ def build_demo(settings: StudioSettings | None = None, *, engine: Engine | None 
                 build_dashboard(dashboard, tab)
     demo.studio_engine, demo.studio_store, demo.studio_sync = engine, store, sync  # for tests and scripts
     if warm_up:
-        threading.Thread(target=engine.resources.warm_up, name="studio-warm-up", daemon=True).start()
+        threading.Thread(target=engine.warm_up, name="studio-warm-up", daemon=True).start()
     return demo

@@ -133,6 +133,7 @@ fi
 export STUDIO_DATA_DIR=$(mktemp -d /tmp/studio-data-XXXXXX)
 export STUDIO_DATABASE_URL=sqlite:///$STUDIO_DATA_DIR/studio.sqlite
 export STUDIO_REWARD=$MODELS_DIR/pickscore STUDIO_GUIDANCE=$MODELS_DIR/guidance
+export STUDIO_COMPILE=${STUDIO_COMPILE:-off}  # eager, as the engine-level probe was (evaluations/benchmark_compile.py measures compiled)
 SERVE="python3 app.py --models $(IFS=,; echo "${MODEL_NAMES[*]}") --device $DEVICE --port $PORT"
 jset server_command "STUDIO_REWARD=$STUDIO_REWARD STUDIO_GUIDANCE=$STUDIO_GUIDANCE $SERVE"
 echo "== $SERVE"

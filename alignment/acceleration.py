@@ -1,0 +1,94 @@
+"""Make a loaded pipeline fast on a GPU, once, before the first request:
+
+    pipe, preset = load_pipeline("sdxl-turbo", device="cuda")
+    done = accelerate(pipe, network=network, reward=reward)   # then warm it up at the shapes you will serve
+
+* **fused attention projections** (``pipe.fuse_qkv_projections()``: one matmul for q, k and v), where the pipeline
+  has them and its attention processors are diffusers' own (an SD3 pipeline without T5 runs
+  ``repeated_context``'s processor, which reads q, k and v apart, so it is left unfused);
+* **channels-last** memory for the convolutional models (UNet, VAE, the guidance network);
+* **regional compilation**: ``torch.compile`` of each *repeated* block (``REPEATED_BLOCKS``: the UNet's and the
+  reward's transformer layers, SD3's joint blocks) instead of the whole model. Blocks of one class share one
+  compiled graph, so compiling costs about one block's worth however deep the model is, and the code around the
+  blocks (the schedulers, the guidance's autograd call, ``repeated_context``'s token bookkeeping) stays eager;
+  the VAE decoder and the guidance network, small and with static shapes, are compiled whole.
+
+``torch.compile`` compiles lazily, on the first call at each new shape: whoever serves requests calls the pipeline
+once per shape at start-up (``studio.resources.Resources.warm_up`` does), so that no request waits for the compiler.
+Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) makes a second start-up cheaper. Everything here is
+optional: ``accelerate(pipe, compile=False)`` only fuses and changes the memory format, and not calling it at all
+leaves the pipeline as diffusers made it (the studio's ``--no-compile``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Per model class, the class names of its repeated blocks (what ``ModelMixin.compile_repeated_blocks`` reads from
+# ``_repeated_blocks``, which not every diffusers or transformers class declares).
+REPEATED_BLOCKS: dict[str, tuple[str, ...]] = {
+    "UNet2DConditionModel": ("BasicTransformerBlock",),
+    "SD3Transformer2DModel": ("JointTransformerBlock",),
+    "CLIPModel": ("CLIPEncoderLayer",),
+}
+WHOLE = ("AutoencoderKL", "GuidanceNetwork")  # compiled as one graph each (for the VAE: its decoder only)
+
+
+def compile_regions(model: nn.Module, block_names: tuple[str, ...], **compile_kwargs) -> int:
+    """``torch.compile`` every sub-module of ``model`` whose class name is in ``block_names``, in place (the
+    module's ``forward`` is compiled; its weights stay where they are). Returns how many were compiled."""
+    count = 0
+    for module in model.modules():
+        if type(module).__name__ in block_names:
+            module.compile(**compile_kwargs)
+            count += 1
+    return count
+
+
+def _unwrapped(module: nn.Module | None) -> nn.Module | None:
+    """The model inside the project's wrappers (``repeated_context.RepeatedContext``, ``studio.memo.Memo``, …): the
+    first sub-module whose class ``REPEATED_BLOCKS`` names."""
+    if module is None:
+        return None
+    return next((m for m in module.modules() if type(m).__name__ in REPEATED_BLOCKS), module)
+
+
+def _diffusers_attention(model: nn.Module) -> bool:
+    processors = getattr(model, "attn_processors", None)
+    return bool(processors) and all(type(p).__module__.startswith("diffusers.") for p in processors.values())
+
+
+def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, compile: bool = True,
+               fuse: bool = True, channels_last: bool = True, **compile_kwargs) -> list[str]:
+    """Speed up ``pipe``, the guidance ``network`` and the ``reward`` used with it (any of them may be left out), in
+    place; returns what was done, e.g. ``["fused qkv", "channels-last unet", "compiled 70 BasicTransformerBlock",
+    …]``. ``compile_kwargs`` go to ``torch.compile`` (default ``fullgraph=True``; ``backend="eager"`` checks the
+    tracing alone)."""
+    done: list[str] = []
+    denoiser = _unwrapped(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None))
+    vae = getattr(pipe, "vae", None)
+    if fuse and hasattr(pipe, "fuse_qkv_projections") and denoiser is not None and _diffusers_attention(denoiser):
+        pipe.fuse_qkv_projections()
+        done.append("fused qkv")
+    if channels_last:
+        unet = denoiser if type(denoiser).__name__ == "UNet2DConditionModel" else None
+        for name, model in (("unet", unet), ("vae", vae), ("guidance network", network)):
+            if model is not None:
+                model.to(memory_format=torch.channels_last)
+                done.append(f"channels-last {name}")
+    if not compile:
+        return done
+    kwargs = {"fullgraph": True, **compile_kwargs}
+    for model in (denoiser, getattr(reward, "model", None)):
+        names = REPEATED_BLOCKS.get(type(model).__name__) if model is not None else None
+        count = compile_regions(model, names, **kwargs) if names else 0
+        if count:
+            done.append(f"compiled {count} {'/'.join(names)}")
+    if vae is not None:
+        vae.decoder.compile(**kwargs)
+        done.append("compiled vae decoder")
+    if network is not None:
+        network.compile(**kwargs)
+        done.append("compiled guidance network")
+    return done

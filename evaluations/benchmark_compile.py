@@ -1,0 +1,158 @@
+"""Eager against accelerated (``alignment.acceleration.accelerate``: fused projections, channels-last, regional
+compilation) on one GPU, side by side in one run, full-size architectures with random weights, bf16:
+
+    python -m evaluations.benchmark_compile --sections sdxl sd35 --out evaluations/results/benchmark_compile.json
+
+* ``sdxl``: SDXL-Turbo 512², one step: baseline and guided (the SDXL-size guidance network) at batch 1 and 8, and
+  reward scoring (PickScore architecture) of 8 images, measured eager; then ``accelerate`` and the first call at
+  each shape (the compile, reported as ``compile_seconds``); then the same measured again. Correctness: the
+  same seed's image eager and accelerated (mean and max absolute pixel difference, 0–255).
+* ``sd35``: SD3.5-Large-Turbo 1024², four steps: the baseline image and a β change on a made bank (IS at the
+  default N and K), eager then accelerated, and the compile.
+
+Every time is a median of ``--repeats`` interleaved rounds, synchronised; ``--smoke`` runs it all on the toy
+presets on the CPU with ``backend="eager"`` (tracing only), which is what tests/test_acceleration.py does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alignment.acceleration import accelerate
+from alignment.defaults import FLOW_BETA, FLOW_N
+from alignment.diffusion_sampler import sample_baseline, sample_guided
+from alignment.flow_sampler import baseline, sample_is
+from alignment.sample_bank import SampleBank
+from toyworld import sample_captions
+
+from . import benchmark_gpu as gpu
+from .benchmarking import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def pixel_difference(a, b) -> dict:
+    a, b = (np.asarray(x.convert("RGB"), dtype=np.float64) for x in (a, b))
+    return {"mean_abs": float(np.abs(a - b).mean()), "max_abs": float(np.abs(a - b).max())}
+
+
+def first_calls(configs: dict) -> float:
+    """Seconds for one call of every config (synchronised): where the compiler runs."""
+    start = time.perf_counter()
+    for fn in configs.values():
+        fn(10**6)
+    gpu.synchronize()
+    return time.perf_counter() - start
+
+
+def side_by_side(eager: dict, fast: dict, per: int = 1) -> dict:
+    return {name: {"eager_ms": eager[name]["seconds"] * 1e3 / per, "accelerated_ms": fast[name]["seconds"] * 1e3 / per,
+                   "speed_up": eager[name]["seconds"] / fast[name]["seconds"]} for name in eager}
+
+
+def bench_sdxl(args) -> dict:
+    pipe, preset = gpu.SCALE.diffusion()
+    reward, network = gpu.SCALE.reward(), gpu.SCALE.network().to(gpu.SCALE.device, gpu.SCALE.dtype).eval()
+    captions = sample_captions(max(args.batches), seed=3)
+    holder: dict = {}
+
+    def configs_for(batch):
+        prompts = captions[:batch]
+        return {
+            f"baseline b{batch}": lambda s: sample_baseline(pipe, prompts, seed=s, preset=preset),
+            f"guided b{batch}": lambda s: sample_guided(pipe, prompts, network=network, beta=1.0, eta=1.0, seed=s,
+                                                        preset=preset),
+            **({f"scoring b{batch}": lambda s: reward.score(holder["images"][:batch], prompts)} if batch > 1 else {}),
+        }
+
+    holder["images"] = sample_baseline(pipe, captions, seed=0, preset=preset).images
+    reference = sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0]
+    configs = {k: v for b in args.batches for k, v in configs_for(b).items()}
+    eager = gpu.interleaved(configs, args.repeats, args.warmup)
+    started = time.perf_counter()
+    done = accelerate(pipe, network=network, reward=reward, **args.compile_kwargs)
+    compile_seconds = first_calls(configs) + time.perf_counter() - started
+    fast = gpu.interleaved(configs, args.repeats, args.warmup)
+    same_seed = pixel_difference(reference, sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0])
+    out = {"accelerated": done, "compile_seconds": compile_seconds, "rows": side_by_side(eager, fast),
+           "same_seed": same_seed}
+    for b in args.batches:
+        out[f"baseline_images_per_second_b{b}"] = {"eager": b / eager[f"baseline b{b}"]["seconds"],
+                                                   "accelerated": b / fast[f"baseline b{b}"]["seconds"]}
+        out[f"guided_over_baseline_b{b}"] = {
+            name: times[f"guided b{b}"]["seconds"] / times[f"baseline b{b}"]["seconds"]
+            for name, times in (("eager", eager), ("accelerated", fast))}
+        if f"scoring b{b}" in out["rows"]:
+            out["rows"][f"scoring b{b}"]["accelerated_ms_per_image"] = out["rows"][f"scoring b{b}"]["accelerated_ms"] / b
+    for name, row in out["rows"].items():
+        print(f"{preset.name} {name}: eager {row['eager_ms']:.1f} ms, accelerated {row['accelerated_ms']:.1f} ms "
+              f"({row['speed_up']:.2f}×)", flush=True)
+    print(f"compile {compile_seconds:.1f} s; same seed: {out['same_seed']}; {done}", flush=True)
+    gpu.free(pipe, reward, network)
+    return out
+
+
+def bench_sd35(args) -> dict:
+    pipe, preset = gpu.SCALE.flow()
+    reward = gpu.SCALE.reward()
+    prompt = sample_captions(1, seed=5)
+    bank = SampleBank(pipe, reward, preset=preset, batch_size=args.bank_batch)
+    sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=FLOW_BETA, bank=bank)  # makes the bank
+    reference = baseline(pipe, prompt, seed=7, bank=bank).images[0]
+    betas = iter(FLOW_BETA * (1 + k / 100) for k in range(1, 10_000))  # every call a new β: only the guided half runs
+    configs = {"baseline": lambda s: baseline(pipe, prompt, seed=s, bank=bank),
+               "β change": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas), bank=bank)}
+    eager = gpu.interleaved(configs, args.repeats, args.warmup)
+    started = time.perf_counter()
+    done = accelerate(pipe, reward=reward, **args.compile_kwargs)
+    compile_seconds = first_calls(configs) + time.perf_counter() - started
+    fast = gpu.interleaved(configs, args.repeats, args.warmup)
+    out = {"accelerated": done, "compile_seconds": compile_seconds, "rows": side_by_side(eager, fast),
+           "n": FLOW_N, "same_seed": pixel_difference(reference, baseline(pipe, prompt, seed=7, bank=bank).images[0])}
+    for name, row in out["rows"].items():
+        print(f"{preset.name} {name}: eager {row['eager_ms']:.0f} ms, accelerated {row['accelerated_ms']:.0f} ms "
+              f"({row['speed_up']:.2f}×)", flush=True)
+    print(f"compile {compile_seconds:.1f} s; same seed: {out['same_seed']}; {done}", flush=True)
+    gpu.free(pipe, reward, bank)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluations.benchmark_compile")
+    parser.add_argument("--sections", nargs="+", default=["sdxl", "sd35"], choices=["sdxl", "sd35"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--bank-batch", type=int, default=8)
+    parser.add_argument("--mode", default=None, help="torch.compile mode (default: inductor's default)")
+    parser.add_argument("--smoke", action="store_true", help="toy presets on the CPU, tracing only (checks the script)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    gpu.SCALE = gpu.Scale(args.smoke)
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("error: this benchmark needs a CUDA GPU; --smoke runs it on the toy presets on the CPU")
+    args.compile_kwargs = {"backend": "eager"} if args.smoke else ({"mode": args.mode} if args.mode else {})
+    torch.backends.cuda.matmul.allow_tf32 = True
+    out = args.out or RESULTS / ("benchmark_compile_smoke.json" if args.smoke else "benchmark_compile.json")
+    report = {"machine": machine(gpu.SCALE.device), "dtype": str(gpu.SCALE.dtype).removeprefix("torch."),
+              "weights": "toy presets (smoke run)" if args.smoke else "random, from alignment/model_configs",
+              "command": "python -m evaluations.benchmark_compile " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d")}
+    for name in args.sections:
+        started = time.time()
+        report[name] = {"bench_sdxl": bench_sdxl, "bench_sd35": bench_sd35}[f"bench_{name}"](args)
+        report[name]["wall_seconds"] = round(time.time() - started, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")  # after every section: a killed run keeps the rest
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""alignment/acceleration.py: what it changes on each model, that the compiled blocks trace whole (fullgraph) and
+give the eager images, and the studio's switch. The tracing runs with ``backend="eager"`` (dynamo without a code
+generator): the GPU numbers, inductor included, come from ``python -m evaluations.benchmark_compile``."""
+
+import numpy as np
+import pytest
+
+from alignment import load_pipeline
+from alignment.acceleration import REPEATED_BLOCKS, accelerate, compile_regions
+from alignment.defaults import load_guidance_network
+from alignment.diffusion_sampler import sample_guided
+from alignment.flow_sampler import baseline
+from alignment.rewards import load_reward
+from studio.settings import StudioSettings
+
+PROMPT = "a red star on a blue background"
+
+
+def pixels(image):
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_diffusion_pipeline_network_and_reward_compile_whole_and_match_eager():
+    pipe, preset = load_pipeline("toy-sdxl", device="cpu")
+    network = load_guidance_network().eval().requires_grad_(False)
+    reward = load_reward("toy-pickscore")
+    before = sample_guided(pipe, PROMPT, network=network, beta=0.3, seed=3, preset=preset, reward=reward)
+    done = accelerate(pipe, network=network, reward=reward, backend="eager")
+    assert done[0] == "fused qkv" and "compiled guidance network" in done and "compiled vae decoder" in done
+    assert any(d.startswith("compiled ") and "BasicTransformerBlock" in d for d in done)
+    assert any("CLIPEncoderLayer" in d for d in done)
+    after = sample_guided(pipe, PROMPT, network=network, beta=0.3, seed=3, preset=preset, reward=reward)
+    diff = np.abs(pixels(before.images[0]) - pixels(after.images[0]))
+    assert diff.max() <= 2 and diff.mean() < 0.05  # fused projections round differently, nothing more
+    assert float(after.rewards[0]) == pytest.approx(float(before.rewards[0]), abs=1e-3)
+
+
+def test_flow_pipeline_keeps_its_repeated_context_attention_unfused():
+    pipe, preset = load_pipeline("toy-sd3", device="cpu")
+    before = baseline(pipe, PROMPT, seed=1, preset=preset, reward="toy-pickscore")
+    done = accelerate(pipe, backend="eager")
+    assert "fused qkv" not in done  # repeated_context's processor reads q, k and v apart
+    assert any("JointTransformerBlock" in d for d in done)
+    after = baseline(pipe, PROMPT, seed=1, preset=preset, reward="toy-pickscore")
+    assert np.abs(pixels(before.images[0]) - pixels(after.images[0])).max() <= 1
+
+
+def test_compile_off_only_changes_memory_format():
+    pipe, _ = load_pipeline("toy-sdxl", device="cpu")
+    assert accelerate(pipe, compile=False, fuse=False) == ["channels-last unet", "channels-last vae"]
+
+
+def test_compile_regions_counts_only_named_blocks():
+    pipe, _ = load_pipeline("toy-sdxl", device="cpu")
+    assert compile_regions(pipe.unet, ("NoSuchBlock",)) == 0
+    n = sum(type(m).__name__ == "BasicTransformerBlock" for m in pipe.unet.modules())
+    assert compile_regions(pipe.unet, REPEATED_BLOCKS["UNet2DConditionModel"], backend="eager") == n > 0
+
+
+def test_studio_compile_setting(monkeypatch):
+    monkeypatch.delenv("STUDIO_COMPILE", raising=False)
+    auto = StudioSettings.from_env()
+    assert auto.compile == "auto" and not auto.compiles("cpu") and auto.compiles("cuda:0")
+    monkeypatch.setenv("STUDIO_COMPILE", "on")
+    assert StudioSettings.from_env().compiles("cpu")
+    assert not StudioSettings.from_env(compile="off").compiles("cuda")  # --no-compile wins over the environment
+    monkeypatch.setenv("STUDIO_COMPILE", "sometimes")
+    with pytest.raises(ValueError, match="STUDIO_COMPILE"):
+        StudioSettings.from_env()
+
+
+def test_studio_warm_up_accelerates_and_renders_every_model_when_compiling(monkeypatch):
+    import alignment.acceleration as acceleration
+    from studio.engine import WARM_UP_PROMPT, Engine
+
+    calls = []
+    monkeypatch.setattr(acceleration, "accelerate", lambda pipe=None, **kw: calls.append(
+        (type(pipe).__name__ if pipe is not None else None, sorted(kw))) or [])
+    engine = Engine(StudioSettings(compile="on"))
+    rendered = []
+    monkeypatch.setattr(engine, "explore", lambda model, prompt, seed, **kw: rendered.append((model, prompt, seed)))
+    engine.warm_up()
+    assert rendered == [(m, WARM_UP_PROMPT, 0) for m in engine.models]
+    assert ("StableDiffusionXLPipeline", []) in calls and ("StableDiffusion3Pipeline", []) in calls
+    assert (None, ["network"]) in calls and (None, ["reward"]) in calls
+    assert Engine(StudioSettings(compile="off")).settings.compiles("cuda") is False

@@ -52,9 +52,24 @@ def first_calls(configs: dict) -> float:
     return time.perf_counter() - start
 
 
-def side_by_side(eager: dict, fast: dict, per: int = 1) -> dict:
-    return {name: {"eager_ms": eager[name]["seconds"] * 1e3 / per, "accelerated_ms": fast[name]["seconds"] * 1e3 / per,
+def eager_then_accelerated(configs: dict, args, **parts) -> tuple[dict, dict, dict]:
+    """Every config measured eager, then ``accelerate(**parts)`` and the first call of each (the compile), then
+    measured again: (eager times, accelerated times, the report's common fields)."""
+    eager = gpu.interleaved(configs, args.repeats, args.warmup)
+    started = time.perf_counter()
+    done = accelerate(**parts, **args.compile_kwargs)
+    compile_seconds = first_calls(configs) + time.perf_counter() - started
+    fast = gpu.interleaved(configs, args.repeats, args.warmup)
+    rows = {name: {"eager_ms": eager[name]["seconds"] * 1e3, "accelerated_ms": fast[name]["seconds"] * 1e3,
                    "speed_up": eager[name]["seconds"] / fast[name]["seconds"]} for name in eager}
+    return eager, fast, {"accelerated": done, "compile_seconds": compile_seconds, "rows": rows}
+
+
+def print_report(model: str, out: dict) -> None:
+    for name, row in out["rows"].items():
+        print(f"{model} {name}: eager {row['eager_ms']:.1f} ms, accelerated {row['accelerated_ms']:.1f} ms "
+              f"({row['speed_up']:.2f}×)", flush=True)
+    print(f"compile {out['compile_seconds']:.1f} s; same seed: {out['same_seed']}; {out['accelerated']}", flush=True)
 
 
 def bench_sdxl(args) -> dict:
@@ -75,14 +90,8 @@ def bench_sdxl(args) -> dict:
     holder["images"] = sample_baseline(pipe, captions, seed=0, preset=preset).images
     reference = sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0]
     configs = {k: v for b in args.batches for k, v in configs_for(b).items()}
-    eager = gpu.interleaved(configs, args.repeats, args.warmup)
-    started = time.perf_counter()
-    done = accelerate(pipe, network=network, reward=reward, **args.compile_kwargs)
-    compile_seconds = first_calls(configs) + time.perf_counter() - started
-    fast = gpu.interleaved(configs, args.repeats, args.warmup)
-    same_seed = pixel_difference(reference, sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0])
-    out = {"accelerated": done, "compile_seconds": compile_seconds, "rows": side_by_side(eager, fast),
-           "same_seed": same_seed}
+    eager, fast, out = eager_then_accelerated(configs, args, pipe=pipe, network=network, reward=reward)
+    out["same_seed"] = pixel_difference(reference, sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0])
     for b in args.batches:
         out[f"baseline_images_per_second_b{b}"] = {"eager": b / eager[f"baseline b{b}"]["seconds"],
                                                    "accelerated": b / fast[f"baseline b{b}"]["seconds"]}
@@ -91,10 +100,7 @@ def bench_sdxl(args) -> dict:
             for name, times in (("eager", eager), ("accelerated", fast))}
         if f"scoring b{b}" in out["rows"]:
             out["rows"][f"scoring b{b}"]["accelerated_ms_per_image"] = out["rows"][f"scoring b{b}"]["accelerated_ms"] / b
-    for name, row in out["rows"].items():
-        print(f"{preset.name} {name}: eager {row['eager_ms']:.1f} ms, accelerated {row['accelerated_ms']:.1f} ms "
-              f"({row['speed_up']:.2f}×)", flush=True)
-    print(f"compile {compile_seconds:.1f} s; same seed: {out['same_seed']}; {done}", flush=True)
+    print_report(preset.name, out)
     gpu.free(pipe, reward, network)
     return out
 
@@ -109,17 +115,9 @@ def bench_sd35(args) -> dict:
     betas = iter(FLOW_BETA * (1 + k / 100) for k in range(1, 10_000))  # every call a new β: only the guided half runs
     configs = {"baseline": lambda s: baseline(pipe, prompt, seed=s, bank=bank),
                "β change": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas), bank=bank)}
-    eager = gpu.interleaved(configs, args.repeats, args.warmup)
-    started = time.perf_counter()
-    done = accelerate(pipe, reward=reward, **args.compile_kwargs)
-    compile_seconds = first_calls(configs) + time.perf_counter() - started
-    fast = gpu.interleaved(configs, args.repeats, args.warmup)
-    out = {"accelerated": done, "compile_seconds": compile_seconds, "rows": side_by_side(eager, fast),
-           "n": FLOW_N, "same_seed": pixel_difference(reference, baseline(pipe, prompt, seed=7, bank=bank).images[0])}
-    for name, row in out["rows"].items():
-        print(f"{preset.name} {name}: eager {row['eager_ms']:.0f} ms, accelerated {row['accelerated_ms']:.0f} ms "
-              f"({row['speed_up']:.2f}×)", flush=True)
-    print(f"compile {compile_seconds:.1f} s; same seed: {out['same_seed']}; {done}", flush=True)
+    _, _, out = eager_then_accelerated(configs, args, pipe=pipe, reward=reward)
+    out.update(n=FLOW_N, same_seed=pixel_difference(reference, baseline(pipe, prompt, seed=7, bank=bank).images[0]))
+    print_report(preset.name, out)
     gpu.free(pipe, reward, bank)
     return out
 

@@ -84,3 +84,18 @@ def test_studio_warm_up_accelerates_and_renders_every_model_when_compiling(monke
     assert ("StableDiffusionXLPipeline", []) in calls and ("StableDiffusion3Pipeline", []) in calls
     assert (None, ["network"]) in calls and (None, ["reward"]) in calls
     assert Engine(StudioSettings(compile="off")).settings.compiles("cuda") is False
+
+
+def test_benchmark_compile_smoke_run_writes_side_by_side_rows(tmp_path):
+    import json
+
+    from evaluations import benchmark_compile
+
+    out = tmp_path / "compile.json"
+    assert benchmark_compile.main(["--smoke", "--sections", "sdxl", "--batches", "2", "--repeats", "1",
+                                   "--warmup", "0", "--out", str(out)]) == 0
+    sdxl = json.loads(out.read_text())["sdxl"]
+    assert set(sdxl["rows"]) == {"baseline b2", "guided b2", "scoring b2"}
+    assert all(r["eager_ms"] > 0 and r["accelerated_ms"] > 0 for r in sdxl["rows"].values())
+    assert sdxl["compile_seconds"] > 0 and sdxl["same_seed"]["max_abs"] <= 2
+    assert sdxl["guided_over_baseline_b2"]["eager"] > 0

@@ -32,7 +32,7 @@ REPEATED_BLOCKS: dict[str, tuple[str, ...]] = {
     "SD3Transformer2DModel": ("JointTransformerBlock",),
     "CLIPModel": ("CLIPEncoderLayer",),
 }
-WHOLE = ("AutoencoderKL", "GuidanceNetwork")  # compiled as one graph each (for the VAE: its decoder only)
+RECOMPILE_LIMIT = 64  # graph variants dynamo may keep per compiled code (its default is 8)
 
 
 def compile_regions(model: nn.Module, block_names: tuple[str, ...], **compile_kwargs) -> int:
@@ -63,13 +63,15 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
                fuse: bool = True, channels_last: bool = True, **compile_kwargs) -> list[str]:
     """Speed up ``pipe``, the guidance ``network`` and the ``reward`` used with it (any of them may be left out), in
     place; returns what was done, e.g. ``["fused qkv", "channels-last unet", "compiled 70 BasicTransformerBlock",
-    …]``. ``compile_kwargs`` go to ``torch.compile`` (default ``fullgraph=True``; ``backend="eager"`` checks the
-    tracing alone)."""
+    …]``. ``compile_kwargs`` go to ``torch.compile`` (default ``fullgraph=True``, which fails on a graph break
+    instead of running part of a block eagerly: right for a benchmark, while a server passes ``fullgraph=False``;
+    ``backend="eager"`` checks the tracing alone)."""
     done: list[str] = []
     denoiser = _unwrapped(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None))
     vae = getattr(pipe, "vae", None)
-    if fuse and hasattr(pipe, "fuse_qkv_projections") and denoiser is not None and _diffusers_attention(denoiser):
-        pipe.fuse_qkv_projections()
+    if fuse and denoiser is not None and _diffusers_attention(denoiser):
+        # the pipeline's own method fuses the VAE's attention too; SD3's pipeline has none, its transformer has
+        (pipe if hasattr(pipe, "fuse_qkv_projections") else denoiser).fuse_qkv_projections()
         done.append("fused qkv")
     if channels_last:
         unet = denoiser if type(denoiser).__name__ == "UNet2DConditionModel" else None
@@ -79,6 +81,9 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
                 done.append(f"channels-last {name}")
     if not compile:
         return done
+    # every batch size, guidance on or off and grad mode is a variant of a block's graph; past dynamo's default of
+    # 8 a fullgraph compile fails hard instead of running eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     kwargs = {"fullgraph": True, **compile_kwargs}
     for model in (denoiser, getattr(reward, "model", None)):
         names = REPEATED_BLOCKS.get(type(model).__name__) if model is not None else None

@@ -75,8 +75,10 @@ class GuidedUNet(_UNetWrapper):
         n = self.n_images
         pooled = added_cond_kwargs["text_embeds"][-n:]
         net_dtype = next(self.network.parameters()).dtype
-        _, grad = grad_log_h_of(self.network, sample[-n:].detach().to(net_dtype), pooled.to(net_dtype), t,
-                                self.beta, self.eta)
+        # β and η as tensors: a compiled network (alignment/acceleration.py) then keeps one graph for every slider
+        # position instead of compiling again for each new value
+        beta, eta = (torch.full((n,), float(v), device=sample.device) for v in (self.beta, self.eta))
+        _, grad = grad_log_h_of(self.network, sample[-n:].detach().to(net_dtype), pooled.to(net_dtype), t, beta, eta)
         return -self.alpha * sigma_t.view(-1, 1, 1, 1) * grad.float()
 
 

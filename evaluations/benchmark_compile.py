@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from alignment.acceleration import accelerate
+from alignment.repeated_context import attend_repeats_once
 from alignment.defaults import FLOW_BETA, FLOW_N
 from alignment.diffusion_sampler import sample_baseline, sample_guided
 from alignment.flow_sampler import baseline, sample_is
@@ -52,13 +53,17 @@ def first_calls(configs: dict) -> float:
     return time.perf_counter() - start
 
 
-def eager_then_accelerated(configs: dict, args, **parts) -> tuple[dict, dict, dict]:
-    """Every config measured eager, then ``accelerate(**parts)`` and the first call of each (the compile), then
-    measured again: (eager times, accelerated times, the report's common fields)."""
+def eager_then_accelerated(configs: dict, args, section: str, **parts) -> tuple[dict, dict, dict]:
+    """Every config measured eager (written to the report at once, so a compile that fails or runs out of time
+    keeps them), then ``accelerate(**parts)`` and the first call of each (the compile), then measured again:
+    (eager times, accelerated times, the report's common fields)."""
     eager = gpu.interleaved(configs, args.repeats, args.warmup)
+    args.save(section, {"eager": {name: {"ms": r["seconds"] * 1e3} for name, r in eager.items()}})
+    torch._dynamo.reset()  # no graphs of another section's models (the VAE decoder and CLIP code are shared)
     started = time.perf_counter()
     done = accelerate(**parts, **args.compile_kwargs)
-    compile_seconds = first_calls(configs) + time.perf_counter() - started
+    first_calls(configs)
+    compile_seconds = time.perf_counter() - started
     fast = gpu.interleaved(configs, args.repeats, args.warmup)
     rows = {name: {"eager_ms": eager[name]["seconds"] * 1e3, "accelerated_ms": fast[name]["seconds"] * 1e3,
                    "speed_up": eager[name]["seconds"] / fast[name]["seconds"]} for name in eager}
@@ -74,7 +79,8 @@ def print_report(model: str, out: dict) -> None:
 
 def bench_sdxl(args) -> dict:
     pipe, preset = gpu.SCALE.diffusion()
-    reward, network = gpu.SCALE.reward(), gpu.SCALE.network().to(gpu.SCALE.device, gpu.SCALE.dtype).eval()
+    reward = gpu.SCALE.reward()
+    network = gpu.SCALE.network().to(gpu.SCALE.device, gpu.SCALE.dtype).eval().requires_grad_(False)  # as served
     captions = sample_captions(max(args.batches), seed=3)
     holder: dict = {}
 
@@ -90,7 +96,7 @@ def bench_sdxl(args) -> dict:
     holder["images"] = sample_baseline(pipe, captions, seed=0, preset=preset).images
     reference = sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0]
     configs = {k: v for b in args.batches for k, v in configs_for(b).items()}
-    eager, fast, out = eager_then_accelerated(configs, args, pipe=pipe, network=network, reward=reward)
+    eager, fast, out = eager_then_accelerated(configs, args, "sdxl", pipe=pipe, network=network, reward=reward)
     out["same_seed"] = pixel_difference(reference, sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0])
     for b in args.batches:
         out[f"baseline_images_per_second_b{b}"] = {"eager": b / eager[f"baseline b{b}"]["seconds"],
@@ -107,6 +113,7 @@ def bench_sdxl(args) -> dict:
 
 def bench_sd35(args) -> dict:
     pipe, preset = gpu.SCALE.flow()
+    attend_repeats_once(pipe)  # as load_pipeline and so the studio run SD3 without T5
     reward = gpu.SCALE.reward()
     prompt = sample_captions(1, seed=5)
     bank = SampleBank(pipe, reward, preset=preset, batch_size=args.bank_batch)
@@ -115,7 +122,7 @@ def bench_sd35(args) -> dict:
     betas = iter(FLOW_BETA * (1 + k / 100) for k in range(1, 10_000))  # every call a new β: only the guided half runs
     configs = {"baseline": lambda s: baseline(pipe, prompt, seed=s, bank=bank),
                "β change": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas), bank=bank)}
-    _, _, out = eager_then_accelerated(configs, args, pipe=pipe, reward=reward)
+    _, _, out = eager_then_accelerated(configs, args, "sd35", pipe=pipe, reward=reward)
     out.update(n=FLOW_N, same_seed=pixel_difference(reference, baseline(pipe, prompt, seed=7, bank=bank).images[0]))
     print_report(preset.name, out)
     gpu.free(pipe, reward, bank)
@@ -143,12 +150,20 @@ def main(argv: list[str] | None = None) -> int:
               "weights": "toy presets (smoke run)" if args.smoke else "random, from alignment/model_configs",
               "command": "python -m evaluations.benchmark_compile " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d")}
+    def save(section: str, data: dict) -> None:  # as it goes: a killed run keeps what it measured
+        report[section] = data
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+
+    args.save = save
+    if not args.smoke:  # the compiler toolchain works at all (Triton, a C compiler), before minutes of eager runs
+        started = time.time()
+        torch.compile(lambda x: x.sin() + 1)(torch.ones(8, device="cuda"))
+        report["preflight_compile_seconds"] = round(time.time() - started, 1)
     for name in args.sections:
         started = time.time()
-        report[name] = {"bench_sdxl": bench_sdxl, "bench_sd35": bench_sd35}[f"bench_{name}"](args)
-        report[name]["wall_seconds"] = round(time.time() - started, 1)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")  # after every section: a killed run keeps the rest
+        data = {"bench_sdxl": bench_sdxl, "bench_sd35": bench_sd35}[f"bench_{name}"](args)
+        save(name, {**data, "eager": report.get(name, {}).get("eager"), "wall_seconds": round(time.time() - started, 1)})
     return 0
 
 

@@ -23,6 +23,7 @@ and how to make it. Bad knobs raise ``ValueError`` with a sentence meant for the
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -38,6 +39,8 @@ from .configs import ESTIMATOR_KNOBS, METHOD_NAMES, Config, estimator_knobs
 from .memo import denoiser_memo
 from .resources import Resources, Unavailable
 from .settings import StudioSettings
+
+log = logging.getLogger("studio.engine")
 
 Progress = Callable[[float, str], None]
 
@@ -118,10 +121,13 @@ class Engine:
         if not self.settings.compiles(self.settings.device):
             return
         for model in self.models:
+            started = time.perf_counter()
             try:
                 self.explore(model, WARM_UP_PROMPT, 0)
-            except Exception:  # noqa: BLE001 - the page reports it when someone asks
-                pass
+            except Exception:  # noqa: BLE001 - the page reports it when someone asks; the log says it now
+                log.exception("warm-up render of %s failed", model)
+            else:
+                log.info("%s compiled and rendered in %.1f s", model, time.perf_counter() - started)
 
     def render(self, config: Config, prompt: str, seed: int, progress: Progress | None = None) -> Panel:
         """One image of ``config`` for (prompt, seed), from the cache when it was made before."""

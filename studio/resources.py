@@ -82,7 +82,7 @@ class Resources:
                 if self.settings.compiles(pipe.device):
                     from alignment.acceleration import accelerate
 
-                    accelerate(pipe)  # before the wrappers below; compiled at warm-up (render_once)
+                    accelerate(pipe, fullgraph=False)  # before the wrappers below; compiled by Engine.warm_up
                 workers = bank_workers(pipe.device)
                 if workers > 1 and getattr(pipe, "transformer", None) is not None:
                     # one image's transformer calls use the spare cores too (studio/split_batch.py). Measured on 2
@@ -123,7 +123,7 @@ class Resources:
                         if self.settings.compiles(device):
                             from alignment.acceleration import accelerate
 
-                            accelerate(reward=reward)
+                            accelerate(reward=reward, fullgraph=False)
                 except (ModelLoadError, ValueError) as e:
                     raise Unavailable(f"The reward {spec!r} could not be loaded: {e}") from e
                 self._rewards[spec] = reward
@@ -148,7 +148,7 @@ class Resources:
                     if self.settings.compiles(device):
                         from alignment.acceleration import accelerate
 
-                        accelerate(network=network.to(device))
+                        accelerate(network=network.to(device), fullgraph=False)
                 except Exception as e:  # noqa: BLE001 - a broken folder is one clear message
                     raise Unavailable(f"The guidance network in {path} can't be read ({type(e).__name__}: "
                                       f"{str(e)[:200]}); the baseline is shown alone.") from e

@@ -104,10 +104,12 @@ class StudioSettings:
                    compile=compile)
 
     def compiles(self, device) -> bool:
-        """Whether models on ``device`` are accelerated and compiled: ``compile`` "on", or "auto" on CUDA (on a CPU
-        the toy models gain nothing from it and the compiler would take minutes)."""
+        """Whether models on ``device`` are accelerated and compiled: ``compile`` "on", or "auto" on CUDA outside
+        ZeroGPU (on a CPU the toy models gain nothing from it and the compiler would take minutes)."""
         if self.compile != "auto":
             return self.compile == "on"
+        if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU lends the GPU per call and does not support torch.compile
+            return False
         if device is None:  # what accelerate picks
             import torch
 

@@ -6,6 +6,8 @@
 #   3. serve app.py on them (sdxl-turbo=…, sd3.5-large-turbo=…) on CUDA;  4. python -m benchmarks.benchmark_studio
 #   --url …: per model the first pair, a second prompt, a β change, an N change (flow), an Arena pair and a vote;
 #   5. stop the server. Every stage is bounded: the whole script ends within $BUDGET seconds (default 540).
+# The tree and both wheel folders exceed the lent machine's 64 MiB: run evaluations/gpu/slim_tree.sh out before the
+# call and evaluations/gpu/slim_tree.sh back after it (it moves checkpoints/ and the PNGs aside; this script needs neither).
 # A CPU check of the same path: STUDIO_FULLSIZE_TINY=1 SKIP_INSTALL=1 OUT=/tmp/sfs-out bash evaluations/gpu/studio_fullsize.sh
 # (tiny twins, --device cpu; python3 must then be one with the requirements, e.g. PATH=/work/venv/bin:$PATH).
 set -u

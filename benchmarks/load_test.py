@@ -333,33 +333,25 @@ class Studio:
     async def call(self, api_name: str, data: list, session: str, connection: Connection | None = None) -> dict:
         """The event's ``process_completed`` message (``success``, and ``output``: ``data`` or ``error``), through
         the voter's ``connection`` when given, else the httpx client."""
+        join = {"data": data, "fn_index": self.fn_index[api_name], "session_hash": session, "event_data": None,
+                "trigger_id": None}
         if connection is not None:
-            return await self._call_on(connection, api_name, data, session)
-        joined = await self.client.post(self.api + "queue/join", json={
-            "data": data, "fn_index": self.fn_index[api_name], "session_hash": session, "event_data": None,
-            "trigger_id": None})
-        joined.raise_for_status()
-        event_id = joined.json().get("event_id")
-        answer = None
+            status, joined = await connection.post_json(self.path + "queue/join", join)
+            if status != 200 or not isinstance(joined, dict):
+                raise ConnectionError(f"{api_name}: queue/join answered HTTP {status}: {str(joined)[:200]}")
+            lines = connection.get_lines(f"{self.path}queue/data?session_hash={session}")
+            return await self._answer(lines, joined.get("event_id"), api_name)
+        response = await self.client.post(self.api + "queue/join", json=join)
+        response.raise_for_status()
         async with self.client.stream("GET", self.api + "queue/data", params={"session_hash": session}) as stream:
-            async for line in stream.aiter_lines():  # read to its end ("close_stream"): the connection is kept
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed" and message.get("event_id", event_id) == event_id:
-                    answer = message
-        if answer is None:
-            raise ConnectionError(f"the event stream of {api_name} ended before its answer")
-        return answer
+            return await self._answer(stream.aiter_lines(), response.json().get("event_id"), api_name)
 
-    async def _call_on(self, connection: Connection, api_name: str, data: list, session: str) -> dict:
-        status, joined = await connection.post_json(self.path + "queue/join", {
-            "data": data, "fn_index": self.fn_index[api_name], "session_hash": session, "event_data": None,
-            "trigger_id": None})
-        if status != 200 or not isinstance(joined, dict):
-            raise ConnectionError(f"{api_name}: queue/join answered HTTP {status}: {str(joined)[:200]}")
-        event_id, answer = joined.get("event_id"), None
-        async for line in connection.get_lines(f"{self.path}queue/data?session_hash={session}"):
+    @staticmethod
+    async def _answer(lines, event_id, api_name: str) -> dict:
+        """The event's ``process_completed`` message from the queue's event stream, read to its end
+        ("close_stream"), so that the connection is kept."""
+        answer = None
+        async for line in lines:
             if line.startswith("data:"):
                 message = json.loads(line[5:])
                 if message.get("msg") == "process_completed" and message.get("event_id", event_id) == event_id:

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from alignment.acceleration import accelerate
-from alignment.repeated_context import attend_repeats_once
 from alignment.defaults import FLOW_BETA, FLOW_N
 from alignment.diffusion_sampler import sample_baseline, sample_guided
 from alignment.flow_sampler import baseline, sample_is
+from alignment.repeated_context import attend_repeats_once
 from alignment.sample_bank import SampleBank
 from toyworld import sample_captions
 
@@ -44,18 +44,16 @@ def pixel_difference(a, b) -> dict:
     return {"mean_abs": float(np.abs(a - b).mean()), "max_abs": float(np.abs(a - b).max())}
 
 
-def first_calls(configs: dict) -> float:
-    """Seconds for one call of every config (synchronised): where the compiler runs."""
-    start = time.perf_counter()
+def first_calls(configs: dict) -> None:
+    """One call of every config, synchronised: where the compiler runs."""
     for fn in configs.values():
         fn(10**6)
     gpu.synchronize()
-    return time.perf_counter() - start
 
 
 def eager_then_accelerated(configs: dict, args, section: str, **parts) -> tuple[dict, dict, dict]:
-    """Every config measured eager (written to the report at once, so a compile that fails or runs out of time
-    keeps them), then ``accelerate(**parts)`` and the first call of each (the compile), then measured again:
+    """Every config measured eager (saved as the section's report at once, so a compile that fails or runs out of
+    time keeps them), then ``accelerate(**parts)`` and the first call of each (the compile), then measured again:
     (eager times, accelerated times, the report's common fields)."""
     eager = gpu.interleaved(configs, args.repeats, args.warmup)
     args.save(section, {"eager": {name: {"ms": r["seconds"] * 1e3} for name, r in eager.items()}})
@@ -150,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
               "weights": "toy presets (smoke run)" if args.smoke else "random, from alignment/model_configs",
               "command": "python -m evaluations.benchmark_compile " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d")}
+
     def save(section: str, data: dict) -> None:  # as it goes: a killed run keeps what it measured
         report[section] = data
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sections:
         started = time.time()
         data = {"bench_sdxl": bench_sdxl, "bench_sd35": bench_sd35}[f"bench_{name}"](args)
-        save(name, {**data, "eager": report.get(name, {}).get("eager"), "wall_seconds": round(time.time() - started, 1)})
+        save(name, {**data, "wall_seconds": round(time.time() - started, 1)})  # rows hold the eager times too
     return 0
 
 

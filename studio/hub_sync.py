@@ -208,22 +208,21 @@ def import_records(store: Store, records: Records) -> RestoreReport:
     """Put the records' votes and generations into ``store`` with their ids, skipping what it has; one transaction,
     one savepoint per row, so a row that the database refuses is skipped alone."""
     report = RestoreReport(files=records.files, problems=list(records.problems))
+
+    def parsed(items: dict, parse, kind: str):
+        """(key, parsed record) for each record that parses; the others are skipped into the report."""
+        for key, record in items.items():
+            try:
+                yield key, parse(record)
+            except (ValueError, KeyError, TypeError) as e:
+                report.problems.append(f"{kind} {str(key):.80}: {_reason(e)}")
+
     generations: dict[int, dict] = {}
-    for key, record in records.generations.items():
-        try:
-            row = _generation(record)
-        except (ValueError, KeyError, TypeError) as e:
-            report.problems.append(f"generation {key}: {_reason(e)}")
-            continue
+    for _, row in parsed(records.generations, _generation, "generation"):
         if generations.setdefault(row["id"], row)["image_sha256"] != row["image_sha256"]:
             report.problems.append(f"generation {row['id']}: two different images under one id")
     votes, sessions, per_session = [], {}, Counter()
-    for key, record in records.votes.items():
-        try:
-            vote = _vote(record)
-        except (ValueError, KeyError, TypeError) as e:
-            report.problems.append(f"vote {key:.80}: {_reason(e)}")
-            continue
+    for key, vote in parsed(records.votes, _vote, "vote"):
         per_session[vote["session_id"]] += 1  # deleted votes still count against the session's and client's caps
         sessions.setdefault(vote["session_id"], vote)
         if key in records.deleted:

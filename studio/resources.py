@@ -79,10 +79,7 @@ class Resources:
                 from alignment.sampling import with_component
 
                 pipe, preset = load_pipeline(model, device=self.settings.device)
-                if self.settings.compiles(pipe.device):
-                    from alignment.acceleration import accelerate
-
-                    accelerate(pipe, fullgraph=False)  # before the wrappers below; compiled by Engine.warm_up
+                self._accelerate(pipe.device, pipe=pipe)  # before the wrappers below; compiled by Engine.warm_up
                 workers = bank_workers(pipe.device)
                 if workers > 1 and getattr(pipe, "transformer", None) is not None:
                     # one image's transformer calls use the spare cores too (studio/split_batch.py). Measured on 2
@@ -94,6 +91,14 @@ class Resources:
                 pipe = with_component(pipe)
                 self._pipes[model] = pipe, preset
             return self._pipes[model]
+
+    def _accelerate(self, device, **parts) -> None:
+        """``alignment.acceleration.accelerate(**parts)`` when the settings compile on ``device``, with
+        ``fullgraph=False``: a graph break then runs part of a block eagerly instead of failing a request."""
+        if self.settings.compiles(device):
+            from alignment.acceleration import accelerate
+
+            accelerate(**parts, fullgraph=False)
 
     def device(self, model: str):
         pipe, _ = self.pipeline(model)
@@ -120,10 +125,7 @@ class Resources:
                     device = self.device(model)
                     if hasattr(reward, "model") and device is not None:
                         reward.model.to(device)
-                        if self.settings.compiles(device):
-                            from alignment.acceleration import accelerate
-
-                            accelerate(reward=reward, fullgraph=False)
+                        self._accelerate(device, reward=reward)
                 except (ModelLoadError, ValueError) as e:
                     raise Unavailable(f"The reward {spec!r} could not be loaded: {e}") from e
                 self._rewards[spec] = reward
@@ -145,10 +147,7 @@ class Resources:
                 try:
                     network = GuidanceNetwork.from_pretrained(path).eval().requires_grad_(False)
                     device = self.device(model)
-                    if self.settings.compiles(device):
-                        from alignment.acceleration import accelerate
-
-                        accelerate(network=network.to(device), fullgraph=False)
+                    self._accelerate(device, network=network.to(device))
                 except Exception as e:  # noqa: BLE001 - a broken folder is one clear message
                     raise Unavailable(f"The guidance network in {path} can't be read ({type(e).__name__}: "
                                       f"{str(e)[:200]}); the baseline is shown alone.") from e

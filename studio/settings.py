@@ -64,7 +64,7 @@ class StudioSettings:
     otherwise). ``guidance``: the guidance network folder for the diffusion models (default:
     ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others). ``hub_dataset``: a dataset repo id that keeps the
     votes across restarts (``studio/hub_sync.py``; off when None), committed every ``hub_every`` minutes, with the
-    images unless ``hub_images`` is False. ``compile``: ``"auto"`` (on CUDA only), ``"on"`` or ``"off"``: whether
+    images unless ``hub_images`` is False. ``compile``: ``"auto"`` (on CUDA, outside ZeroGPU), ``"on"`` or ``"off"``: whether
     the models are accelerated and compiled (``alignment/acceleration.py``) and rendered once at start-up so that
     no request waits for the compiler."""
 

@@ -10,6 +10,7 @@
     python -m training toy-pickscore --pairs runs/toy-pickapic.parquet --work runs/toy-pickscore --export checkpoints/toy-pickscore
     python -m training guidance-cache --pairs runs/toy-pickapic.parquet --out runs/guidance-cache --models toy-sdxl
     python -m training guidance --cache runs/guidance-cache --work runs/toy-guidance --export checkpoints/toy-guidance
+    python -m training guidance-control --init-from checkpoints/toy-guidance --work runs/control --export checkpoints/toy-guidance
 
 ``accelerate launch -m training toy-base ...`` runs the same on the devices accelerate is configured for.
 """
@@ -25,6 +26,7 @@ from .configs import (
     CacheConfig,
     DecoderTrainConfig,
     DistillConfig,
+    GuidanceControlConfig,
     GuidanceEvalConfig,
     GuidanceTrainConfig,
     PickScoreTrainConfig,
@@ -44,6 +46,8 @@ CONFIG_COMMANDS = (
     ("guidance-cache", CacheConfig, "guidance_data:build_cache",
      "cache latents, text embeddings and rewards of a Pick-a-Pic set"),
     ("guidance", GuidanceTrainConfig, "guidance:run", "train (or resume) the guidance network"),
+    ("guidance-control", GuidanceControlConfig, "guidance_control:run",
+     "train (or resume) the guidance network through its own sampler (reward minus a KL-style price)"),
     ("guidance-eval", GuidanceEvalConfig, "guidance_eval:evaluate",
      "held-out losses of a guidance network (sharded with accelerate)"),
 )

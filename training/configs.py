@@ -199,6 +199,32 @@ class GuidanceTrainConfig:
 
 
 @dataclass
+class GuidanceControlConfig:
+    """``guidance-control``: the guidance network trained through its own sampler, ``E[−r + β κ ½ Σ‖δ_t‖²]``."""
+
+    work: Path = option(help="folder for resumable training state")
+    export: Path | None = option(None, help="where to save the trained network")
+    model: str = option("toy-sdxl", help="the pretrained SDXL-class pipeline (frozen)")
+    reward: str = option("toy-pickscore", help="a differentiable reward (frozen)")
+    init_from: Path | None = option(None, help="start from an exported network (e.g. one trained with `guidance`)")
+    size: str = option("toy", help="the network's size without --init-from", choices=("toy", "sdxl"))
+    captions: Path | None = option(None, help="a text file of training prompts, one per line (default: the toy "
+                                              "world's training captions)")
+    steps: int = option(1000, help="training steps")
+    batch_size: int = option(32, help="images per step and process")
+    lr: float = option(3e-4, help="peak learning rate")
+    kl_weight: float = option(0.25, help="κ: the price of the guidance's change of the noise prediction, per unit "
+                                         "of β")
+    beta_range: tuple[float, float] = option((0.05, 5.0), help="β is drawn log-uniformly from this range",
+                                                metavar=("LO", "HI"))
+    eta_range: tuple[float, float] = option((0.0, 2.0), help="η is drawn uniformly from this range (the network "
+                                               "learns not to depend on it)", metavar=("LO", "HI"))
+    seed: int = option(0, help="random seed")
+    max_minutes: float = option(1e9, help=PAUSE_HELP)
+    save_every: int = option(100, help="save the state every so many steps")
+
+
+@dataclass
 class GuidanceEvalConfig:
     """``guidance-eval``: held-out losses of a trained guidance network."""
 

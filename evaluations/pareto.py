@@ -21,7 +21,9 @@ Methods (``--methods``), ``kind:key=value,...``:
 * flow: ``is:n=8,beta=0.3`` plus estimator options ``tau``, ``scale``, ``sigma_min``, ``sigma_max``,
   ``damping``, ``particles``, ``rounds``, or ``estimator=paper|tuned``; ``fk:particles=9,beta=0.3[,noise=0.5]``
   (Feynman–Kac steering, ``alignment.fk_steering``);
-* diffusion: ``guided:beta=0.1,eta=1,alpha=1`` (the guidance network), ``tweedie:beta=1``.
+* diffusion: ``guided:beta=0.1,eta=1,alpha=1`` (the guidance network of ``--network``; ``network=paper`` for
+  ``checkpoints/toy-guidance-paper``, trained with the paper's objective, or ``network=FOLDER``),
+  ``tweedie:beta=1``.
 
 Writes ``pareto_<model>_<split>.{json,md,html,png}`` to ``evaluations/results/`` (the PNG through a headless
 Chromium when playwright has one) and prints the markdown.
@@ -64,8 +66,8 @@ DEFAULT_METHODS = {
     "flow": ["base"] + [f"bon:n={b}" for b in (5, 9, 17)]
             + [f"is:n={n},beta=0.3,estimator=paper" for n in (4, 8, 16)]
             + [f"is:n={n},beta=0.3,estimator=tuned" for n in (4, 8, 16)],
-    "diffusion": ["base", "bon:n=2", "bon:n=4", "guided:beta=0.1,eta=1", "guided:beta=0.3,eta=1",
-                  "guided:beta=1,eta=1"],
+    "diffusion": ["base", "bon:n=2", "bon:n=4", "guided:beta=0.05,eta=1,alpha=1.5", "guided:beta=0.05,eta=1",
+                  "guided:beta=0.3,eta=1", "guided:beta=0.3,eta=1,network=paper", "tweedie:beta=2"],
 }
 
 
@@ -99,6 +101,7 @@ class Method:
     particles: int = 1
     rounds: int = 1
     noise: float = 0.5  # FK steering: the share η of fresh noise per step
+    network: str | None = None  # guided: a named (NETWORKS) or folder guidance network instead of --network
 
     @property
     def trajectories(self) -> int:
@@ -120,7 +123,8 @@ class Method:
         if self.kind == "fk":
             return f"FK K={self.particles} β={self.beta:g}" + (f" η={self.noise:g}" if self.noise != 0.5 else "")
         if self.kind == "guided":
-            return f"guided β={self.beta:g} η={self.eta:g}" + (f" α={self.alpha:g}" if self.alpha != 1 else "")
+            return (f"guided{f'[{self.network}]' if self.network else ''} β={self.beta:g} η={self.eta:g}"
+                    + (f" α={self.alpha:g}" if self.alpha != 1 else ""))
         return f"tweedie β={self.beta:g}" + (f" α={self.alpha:g}" if self.alpha != 1 else "")
 
 
@@ -145,12 +149,14 @@ def parse_method(text: str) -> Method:
                     eta=float(fields["eta"]) if "eta" in fields else None, alpha=float(fields.pop("alpha", 1.0)),
                     estimator=Estimator(**options), estimator_name=name if name and len(options) == 5 else None,
                     particles=int(fields.pop("particles", 1)), rounds=int(fields.pop("rounds", 1)),
-                    noise=float(fields.pop("noise", 0.5)))
+                    noise=float(fields.pop("noise", 0.5)), network=fields.pop("network", None))
     fields.pop("beta", None), fields.pop("eta", None)
     if fields:
         raise ValueError(f"unknown option(s) {sorted(fields)} in {text!r}")
     if kind in ("is", "fk", "guided", "tweedie") and method.beta is None:
         raise ValueError(f"{text!r} needs beta=")
+    if method.network is not None and kind != "guided":
+        raise ValueError(f"network= is an option of guided methods only, in {text!r}")
     if kind == "guided" and method.eta is None:
         raise ValueError(f"{text!r} needs eta=")
     if kind in ("bon", "is") and not 1 <= method.n <= 1024:
@@ -194,13 +200,27 @@ def run_flow(pipe, preset, reward, captions, seeds, methods, batch, bank_dir):
     return out
 
 
-def run_diffusion(pipe, preset, reward, captions, seeds, methods, batch, network):
+NETWORKS = {"paper": "toy-guidance-paper"}  # named guidance networks under checkpoints/ (alignment.defaults)
+
+
+def guidance_networks(methods: list[Method], default: str | None) -> dict:
+    """(method's ``network`` option or None) -> the loaded network, for every guided method."""
+    from alignment.defaults import load_guidance_network
+    from alignment.presets import CHECKPOINTS
+
+    keys = {m.network for m in methods if m.kind == "guided"}
+    return {k: load_guidance_network(default if k is None else CHECKPOINTS / NETWORKS[k] if k in NETWORKS else k)
+            for k in keys}
+
+
+def run_diffusion(pipe, preset, reward, captions, seeds, methods, batch, networks):
     """Diffusion models: every image of (caption, seed) starts from noise seeded by (seed, caption index), so
-    base, guided and Tweedie pair image by image; best-of-N adds N − 1 more seeds of the same caption."""
+    base, guided and Tweedie pair image by image; best-of-N adds N − 1 more seeds of the same caption.
+    ``networks``: what ``guidance_networks`` returns."""
     from alignment.diffusion_sampler import sample_baseline, sample_guided, sample_tweedie
 
     sample_baseline(pipe, captions[:1], seed=10**9, preset=preset, reward=reward)  # one-off costs: not timed
-    if network is not None:
+    for network in networks.values():
         sample_guided(pipe, captions[:1], network=network, eta=1.0, seed=10**9, preset=preset, reward=reward)
     out = defaultdict(list)
     for seed in seeds:
@@ -229,7 +249,8 @@ def run_diffusion(pipe, preset, reward, captions, seeds, methods, batch, network
                     seconds = sum(d[2] + d[3] for d in draws)
                 else:  # sampling only
                     common = dict(seed=noise, preset=preset, reward=reward, beta=m.beta, alpha=m.alpha)
-                    res = (sample_guided(pipe, chunk, network=network, eta=m.eta, **common) if m.kind == "guided"
+                    res = (sample_guided(pipe, chunk, network=networks[m.network], eta=m.eta, **common)
+                           if m.kind == "guided"
                            else sample_tweedie(pipe, chunk, **common))
                     images, rewards, seconds = res.images, res.rewards, res.seconds
                 for caption, image, r in zip(chunk, images, rewards):
@@ -413,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     if family == "flow":
         results = run_flow(pipe, preset, reward, captions, seeds, methods, args.batch, args.bank_dir)
     else:
-        from alignment.defaults import load_guidance_network
-
-        network = load_guidance_network(args.network) if any(m.kind == "guided" for m in methods) else None
-        results = run_diffusion(pipe, preset, reward, captions, seeds, methods, args.batch, network)
+        try:
+            networks = guidance_networks(methods, args.network)
+        except ValueError as e:
+            parser.error(str(e))
+        results = run_diffusion(pipe, preset, reward, captions, seeds, methods, args.batch, networks)
     steps, _ = sampling_settings(preset)
     report = summarise(results, methods, seeds, steps)
     device = pipe._execution_device

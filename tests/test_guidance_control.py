@@ -25,12 +25,14 @@ def toy():
     return pipe, preset, noise
 
 
-def test_without_a_network_it_is_the_pipelines_sampler(toy):
+@pytest.mark.parametrize("guidance", [0.0, 3.0])  # without and with classifier-free guidance (toy-sdxl's 3)
+def test_without_a_network_it_is_the_pipelines_sampler(toy, guidance):
     pipe, preset, noise = toy
-    text = encode_prompt_kwargs(pipe, PROMPTS, False)
+    text = encode_prompt_kwargs(pipe, PROMPTS, guidance > 1)
     with torch.no_grad():
-        ours, price = unrolled_guided_sample(pipe, None, text, noise, None, None, preset.steps, preset.resolution)
-        theirs = pipe(**text, num_inference_steps=preset.steps, guidance_scale=0.0, latents=noise.clone(),
+        ours, price = unrolled_guided_sample(pipe, None, text, noise, None, None, preset.steps, preset.resolution,
+                                             guidance)
+        theirs = pipe(**text, num_inference_steps=preset.steps, guidance_scale=guidance, latents=noise.clone(),
                       height=preset.resolution, width=preset.resolution, output_type="pt").images
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert torch.equal(price, torch.zeros(2))
@@ -39,9 +41,10 @@ def test_without_a_network_it_is_the_pipelines_sampler(toy):
 def test_the_reward_gradient_reaches_the_network_and_the_price_is_the_guidance_energy(toy):
     pipe, preset, noise = toy
     network = load_guidance_network()
-    text = encode_prompt_kwargs(pipe, PROMPTS, False)
+    text = encode_prompt_kwargs(pipe, PROMPTS, True)
     beta, eta = torch.full((2,), 0.3), torch.ones(2)
-    images, price = unrolled_guided_sample(pipe, network, text, noise, beta, eta, preset.steps, preset.resolution)
+    images, price = unrolled_guided_sample(pipe, network, text, noise, beta, eta, preset.steps, preset.resolution,
+                                           preset.guidance_scale)
     images.sum().backward()
     grads = [p.grad for p in network.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0

@@ -23,13 +23,15 @@ def test_methods_parse_with_their_cost_in_trajectories():
     assert custom.name == "IS[tau=16,scale=3] N=6 K=3 R=2 β=0.1"
     assert parse_method("fk:particles=9,beta=0.3").trajectories == 9
     assert parse_method("guided:beta=0.1,eta=1,alpha=2").name == "guided β=0.1 η=1 α=2"
+    assert parse_method("guided:beta=0.3,eta=1,network=paper").name == "guided[paper] β=0.3 η=1"
 
 
 @pytest.mark.parametrize("text,word", [("best:n=3", "unknown method kind"), ("bon:n", "key=value"),
                                        ("is:n=8", "beta"), ("guided:beta=1", "eta"), ("bon:n=0", "n must"),
                                        ("is:n=8,beta=1,estimator=magic", "unknown estimator"),
                                        ("is:n=8,beta=1,colour=red", "unknown option"),
-                                       ("is:n=8,beta=1,tau=0", "tau")])
+                                       ("is:n=8,beta=1,tau=0", "tau"),
+                                       ("bon:n=2,network=paper", "guided methods only")])
 def test_bad_methods_are_refused_with_the_reason(text, word):
     with pytest.raises(ValueError, match=word):
         parse_method(text)

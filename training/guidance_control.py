@@ -38,6 +38,7 @@ from accelerate.utils import set_seed
 from alignment import load_pipeline
 from alignment.diffusion_guidance import grad_log_h_of, guided_eps, vp_coefficients
 from alignment.guidance_network import GuidanceNetwork
+from alignment.presets import sampling_settings
 from alignment.rewards import load_reward
 from alignment.sampling import encode_prompt_kwargs
 
@@ -48,28 +49,38 @@ from .loop import TrainingLoop, apply_gradients, lr_at
 
 def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs: dict, noise: torch.Tensor,
                            beta: torch.Tensor, eta: torch.Tensor, steps: int, resolution: int,
-                           create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The guided sampler of an SDXL-class pipeline (no classifier-free guidance, as SDXL-Turbo samples), written
-    out so gradients reach ``network``: ``(images in [0, 1], ½ Σ_t ‖δ_t‖² per image)``. ``prompt_kwargs`` is what
-    ``encode_prompt_kwargs(pipe, prompts, False)`` returns; ``noise`` the starting latents (B, C, h, w). With
-    ``network=None`` it is the pretrained sampler, image for image what ``pipe(...)`` returns from the same latents.
-    """
+                           guidance_scale: float = 0.0, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided sampler of an SDXL-class pipeline, written out so gradients reach ``network``: ``(images in
+    [0, 1], ½ Σ_t ‖δ_t‖² per image)``. ``prompt_kwargs`` is what ``encode_prompt_kwargs(pipe, prompts, cfg)``
+    returns, with ``cfg`` true when ``guidance_scale > 1`` (classifier-free guidance, ``ε = u + g (c − u)``, as the
+    pipeline applies it; δ is added to the guided prediction, as ``GuidedUNet`` does); ``noise`` the starting
+    latents (B, C, h, w). With ``network=None`` it is the pretrained sampler, image for image what ``pipe(...)``
+    returns from the same latents."""
     scheduler, unet, vae = pipe.scheduler, pipe.unet, pipe.vae
     n = noise.shape[0]
+    cfg = guidance_scale > 1
     time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], dtype=noise.dtype,
-                            device=noise.device).expand(n, 6)
-    cond = {"encoder_hidden_states": prompt_kwargs["prompt_embeds"],
-            "added_cond_kwargs": {"text_embeds": prompt_kwargs["pooled_prompt_embeds"], "time_ids": time_ids}}
+                            device=noise.device).expand(2 * n if cfg else n, 6)
+    pooled = prompt_kwargs["pooled_prompt_embeds"]
+    if cfg:
+        context = torch.cat([prompt_kwargs["negative_prompt_embeds"], prompt_kwargs["prompt_embeds"]])
+        text_embeds = torch.cat([prompt_kwargs["negative_pooled_prompt_embeds"], pooled])
+    else:
+        context, text_embeds = prompt_kwargs["prompt_embeds"], pooled
+    cond = {"encoder_hidden_states": context, "added_cond_kwargs": {"text_embeds": text_embeds, "time_ids": time_ids}}
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise * scheduler.init_noise_sigma
     price = torch.zeros(n, device=noise.device)
     for t in scheduler.timesteps:
-        eps = unet(scheduler.scale_model_input(x, t), t, **cond).sample
+        x_in = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)
+        eps = unet(x_in, t, **cond).sample
+        if cfg:
+            uncond, conditional = eps.chunk(2)
+            eps = uncond + guidance_scale * (conditional - uncond)
         if network is not None:
             tt = t.reshape(1).expand(n)
             _, sigma_t = vp_coefficients(scheduler.alphas_cumprod.to(noise.device), tt)
-            _, grad = grad_log_h_of(network, x, cond["added_cond_kwargs"]["text_embeds"], tt, beta, eta,
-                                    create_graph=create_graph)
+            _, grad = grad_log_h_of(network, x, pooled, tt, beta, eta, create_graph=create_graph)
             guided = guided_eps(eps, grad, sigma_t)
             price = price + 0.5 * (guided - eps).pow(2).flatten(1).sum(1)
             eps = guided
@@ -117,14 +128,15 @@ def run(cfg: GuidanceControlConfig) -> bool:
     network.register_to_config(beta_range=tuple(cfg.beta_range), eta_range=tuple(cfg.eta_range))
     network.to(device).train()
     resolution = preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor
-    steps = preset.steps if preset else 1
+    steps, guidance = sampling_settings(preset)
     side = resolution // pipe.vae_scale_factor
     channels = pipe.unet.config.in_channels
     opt = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=1e-4)
     network, opt = accelerator.prepare(network, opt)
     loop = TrainingLoop(accelerator, cfg.work, cfg.steps, deadline, name="guidance-control",
                         save_every=cfg.save_every, hint="lower --lr or raise --kl-weight, then resume")
-    accelerator.print(f"guidance-control on {cfg.model} ({steps} steps, {resolution}²) with {cfg.reward}, "
+    accelerator.print(f"guidance-control on {cfg.model} ({steps} steps, guidance {guidance:g}, {resolution}²) with "
+                      f"{cfg.reward}, "
                       f"κ = {cfg.kl_weight}, from step {loop.step}")
     log_lo, log_hi = math.log(cfg.beta_range[0]), math.log(cfg.beta_range[1])
 
@@ -136,8 +148,8 @@ def run(cfg: GuidanceControlConfig) -> bool:
                                                      dtype=np.float32)).to(device)
         beta = torch.from_numpy(np.exp(rng.uniform(log_lo, log_hi, cfg.batch_size))).float().to(device)
         eta = torch.from_numpy(rng.uniform(*cfg.eta_range, cfg.batch_size)).float().to(device)
-        text = encode_prompt_kwargs(pipe, prompts, False)
-        images, price = unrolled_guided_sample(pipe, network, text, noise, beta, eta, steps, resolution)
+        text = encode_prompt_kwargs(pipe, prompts, guidance > 1)
+        images, price = unrolled_guided_sample(pipe, network, text, noise, beta, eta, steps, resolution, guidance)
         rewards = reward.score(images, prompts).float()
         loss = (-rewards + beta * cfg.kl_weight * price).mean()
         set_lr(opt, lr_at(cfg.lr, step, cfg.steps, warmup=50))

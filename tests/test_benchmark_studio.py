@@ -58,7 +58,11 @@ def test_models_families_and_arena_labels_come_from_the_page(page_config):
     assert bench.choices(page_config, "explore-model") == ["toy-sdxl", "toy-sd3"]
     labels = bench.choices(page_config, "arena-configs")
     assert bench.model_family(labels, "toy-sd3") == "flow" and bench.model_family(labels, "toy-sdxl") == "diffusion"
-    assert bench.arena_labels(labels, "toy-sdxl") == ["toy-sdxl · baseline", "toy-sdxl · guided · β=0.3 η=1 α=1"]
+    from alignment import defaults
+
+    guided = (f"toy-sdxl · guided · β={defaults.DIFFUSION_BETA:g} η={defaults.DIFFUSION_ETA:g} "
+              f"α={defaults.DIFFUSION_ALPHA:g}")
+    assert bench.arena_labels(labels, "toy-sdxl") == ["toy-sdxl · baseline", guided]
     assert bench.arena_labels(labels, "toy-sd3")[0] == "toy-sd3 · baseline"
     assert bench.arena_labels(labels, "toy-sd3")[1].startswith("toy-sd3 · is · β=0.1 N=8 ")
     with pytest.raises(ValueError):
@@ -149,7 +153,10 @@ def test_a_remote_run_drives_every_step_and_writes_as_it_goes(page_config, tmp_p
     sessions = {b["session_hash"] for b in studio.joined if b["data"][:1] == ["toy-sd3"]}
     assert len(sessions) == 1
     pair = next(b for b in studio.joined if b["fn_index"] == studio.events["arena_pair"])
-    assert pair["data"][3] == ["toy-sdxl · baseline", "toy-sdxl · guided · β=0.3 η=1 α=1"]
+    from alignment import defaults
+
+    assert pair["data"][3] == ["toy-sdxl · baseline", f"toy-sdxl · guided · β={defaults.DIFFUSION_BETA:g} "
+                               f"η={defaults.DIFFUSION_ETA:g} α={defaults.DIFFUSION_ALPHA:g}"]
     # the first model's second pair, saved small: two files at most
     images = sorted(Path(p).name for p in diffusion["steps"]["second_prompt"]["images"])
     assert images == ["toy-sdxl-aligned.png", "toy-sdxl-baseline.png"]

@@ -103,3 +103,12 @@ def test_bad_settings_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("training.guidance_control.load_reward", lambda name, device=None: Opaque())
     with pytest.raises(ValueError, match="not differentiable"):
         run(GuidanceControlConfig(work=tmp_path))
+
+
+def test_a_fresh_network_is_sized_for_the_pipeline(tmp_path):
+    export = tmp_path / "export"
+    assert training_main(["guidance-control", "--work", str(tmp_path / "work"), "--export", str(export),
+                          "--size", "toy-wide", "--batch-size", "1", "--steps", "1"]) == 0
+    network = GuidanceNetwork.from_pretrained(export)
+    assert tuple(network.config.channels) == tuple(GuidanceNetwork.toy_wide_size().config.channels)
+    assert network.config.text_dim == 32 and network.config.in_channels == 4  # toy-sdxl's pooled text and latents

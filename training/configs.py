@@ -207,7 +207,7 @@ class GuidanceControlConfig:
     model: str = option("toy-sdxl", help="the pretrained SDXL-class pipeline (frozen)")
     reward: str = option("toy-pickscore", help="a differentiable reward (frozen)")
     init_from: Path | None = option(None, help="start from an exported network (e.g. one trained with `guidance`)")
-    size: str = option("toy", help="the network's size without --init-from", choices=("toy", "sdxl"))
+    size: str = option("toy", help="the network's size without --init-from", choices=("toy", "toy-wide", "sdxl"))
     captions: Path | None = option(None, help="a text file of training prompts, one per line (default: the toy "
                                               "world's training captions)")
     steps: int = option(1000, help="training steps")

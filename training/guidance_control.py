@@ -124,7 +124,10 @@ def run(cfg: GuidanceControlConfig) -> bool:
     if cfg.init_from is not None:
         network = GuidanceNetwork.from_pretrained(cfg.init_from)
     else:
-        network = GuidanceNetwork.toy_size() if cfg.size == "toy" else GuidanceNetwork.sdxl_size()
+        factory = {"toy": GuidanceNetwork.toy_size, "toy-wide": GuidanceNetwork.toy_wide_size,
+                   "sdxl": GuidanceNetwork.sdxl_size}[cfg.size]
+        network = factory(text_dim=pipe.text_encoder_2.config.projection_dim,
+                          in_channels=pipe.unet.config.in_channels)
     network.register_to_config(beta_range=tuple(cfg.beta_range), eta_range=tuple(cfg.eta_range))
     network.to(device).train()
     resolution = preset.resolution if preset else pipe.default_sample_size * pipe.vae_scale_factor

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from alignment import ModelLoadError, load_pipeline
-from alignment.defaults import ESTIMATORS
+from alignment.defaults import ESTIMATORS, PAPER_GUIDANCE_NETWORK
 from alignment.flow_guidance import Estimator
 from alignment.fk_steering import sample_fk
 from alignment.flow_sampler import baseline, best_of_n, sample_is
@@ -200,17 +200,16 @@ def run_flow(pipe, preset, reward, captions, seeds, methods, batch, bank_dir):
     return out
 
 
-NETWORKS = {"paper": "toy-guidance-paper"}  # named guidance networks under checkpoints/ (alignment.defaults)
+NETWORKS = {"paper": PAPER_GUIDANCE_NETWORK}  # guidance networks a guided method may name
 
 
 def guidance_networks(methods: list[Method], default: str | None) -> dict:
-    """(method's ``network`` option or None) -> the loaded network, for every guided method."""
+    """(method's ``network`` option or None) -> the loaded network, for every guided method: None is
+    ``default`` (``--network``), a name of ``NETWORKS`` its folder, anything else a folder."""
     from alignment.defaults import load_guidance_network
-    from alignment.presets import CHECKPOINTS
 
     keys = {m.network for m in methods if m.kind == "guided"}
-    return {k: load_guidance_network(default if k is None else CHECKPOINTS / NETWORKS[k] if k in NETWORKS else k)
-            for k in keys}
+    return {k: load_guidance_network(NETWORKS.get(k, k) if k is not None else default) for k in keys}
 
 
 def run_diffusion(pipe, preset, reward, captions, seeds, methods, batch, networks):

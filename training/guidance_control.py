@@ -71,6 +71,7 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise * scheduler.init_noise_sigma
     price = torch.zeros(n, device=noise.device)
+    alphas_cumprod = scheduler.alphas_cumprod.to(noise.device)
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(torch.cat([x, x]) if cfg else x, t)
         eps = unet(x_in, t, **cond).sample
@@ -79,7 +80,7 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
             eps = uncond + guidance_scale * (conditional - uncond)
         if network is not None:
             tt = t.reshape(1).expand(n)
-            _, sigma_t = vp_coefficients(scheduler.alphas_cumprod.to(noise.device), tt)
+            _, sigma_t = vp_coefficients(alphas_cumprod, tt)
             _, grad = grad_log_h_of(network, x, pooled, tt, beta, eta, create_graph=create_graph)
             guided = guided_eps(eps, grad, sigma_t)
             price = price + 0.5 * (guided - eps).pow(2).flatten(1).sum(1)
@@ -89,16 +90,22 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
     return ((images.float() + 1) / 2).clamp(0, 1), price
 
 
-def training_prompts(cfg: GuidanceControlConfig, step: int, n: int) -> list[str]:
-    """Batch ``step``'s prompts: lines of ``--captions`` cycled in a seeded order, or the toy world's training
-    captions (never a held-out combination)."""
+def prompt_lines(path: Path) -> list[str]:
+    """The non-empty lines of a prompt file, or a ValueError when it has none."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no prompts (one per line)")
+    return lines
+
+
+def training_prompts(cfg: GuidanceControlConfig, step: int, n: int, lines: list[str] | None = None) -> list[str]:
+    """Batch ``step``'s prompts: lines of ``--captions`` (``lines``, when already read) cycled in a seeded order, or
+    the toy world's training captions (never a held-out combination)."""
     if cfg.captions is None:
         from toyworld.dataset import sample_captions
 
         return sample_captions(n, seed=cfg.seed * 1_000_003 + step, split="train")
-    lines = [ln.strip() for ln in Path(cfg.captions).read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError(f"{cfg.captions} holds no prompts (one per line)")
+    lines = lines if lines is not None else prompt_lines(cfg.captions)
     order = np.random.default_rng(cfg.seed).permutation(len(lines))
     return [lines[order[(step * n + i) % len(lines)]] for i in range(n)]
 
@@ -106,6 +113,7 @@ def training_prompts(cfg: GuidanceControlConfig, step: int, n: int) -> list[str]
 def run(cfg: GuidanceControlConfig) -> bool:
     if cfg.kl_weight < 0 or not math.isfinite(cfg.kl_weight):
         raise ValueError(f"--kl-weight must be a non-negative number, got {cfg.kl_weight}")
+    lines = prompt_lines(cfg.captions) if cfg.captions is not None else None  # read once, not every step
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
     set_seed(cfg.seed)
@@ -139,14 +147,13 @@ def run(cfg: GuidanceControlConfig) -> bool:
     loop = TrainingLoop(accelerator, cfg.work, cfg.steps, deadline, name="guidance-control",
                         save_every=cfg.save_every, hint="lower --lr or raise --kl-weight, then resume")
     accelerator.print(f"guidance-control on {cfg.model} ({steps} steps, guidance {guidance:g}, {resolution}²) with "
-                      f"{cfg.reward}, "
-                      f"κ = {cfg.kl_weight}, from step {loop.step}")
+                      f"{cfg.reward}, κ = {cfg.kl_weight}, from step {loop.step}")
     log_lo, log_hi = math.log(cfg.beta_range[0]), math.log(cfg.beta_range[1])
 
     def step_fn(step: int):
         rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
         prompts = training_prompts(cfg, step * accelerator.num_processes + accelerator.process_index,
-                                   cfg.batch_size)
+                                   cfg.batch_size, lines)
         noise = torch.from_numpy(rng.standard_normal((cfg.batch_size, channels, side, side),
                                                      dtype=np.float32)).to(device)
         beta = torch.from_numpy(np.exp(rng.uniform(log_lo, log_hi, cfg.batch_size))).float().to(device)
@@ -165,7 +172,7 @@ def run(cfg: GuidanceControlConfig) -> bool:
         (Path(cfg.export) / "training.json").write_text(json.dumps(
             {"objective": "guidance-control", "step": step, "finished": finished, "model": cfg.model,
              "reward": cfg.reward, "kl_weight": cfg.kl_weight, "batch_size": cfg.batch_size,
-             "processes": accelerator.num_processes, "lr": cfg.lr, "init_from": str(cfg.init_from),
+             "processes": accelerator.num_processes, "lr": cfg.lr, "init_from": str(cfg.init_from) if cfg.init_from else None,
              "captions": str(cfg.captions) if cfg.captions else "toy world training split"}, indent=1))
 
     finished = loop.run(step_fn, export=export if cfg.export is not None else None)

@@ -45,6 +45,7 @@ DIFFUSION_ETA = 1.0
 DIFFUSION_ALPHA = 1.5
 GUIDANCE_NETWORK = CHECKPOINTS / "toy-guidance"
 PAPER_GUIDANCE_NETWORK = CHECKPOINTS / "toy-guidance-paper"  # the same network class, trained with the paper's loss
+PAPER_DIFFUSION_BETA = 0.3  # that network's best β on the same validation split (α = 1)
 
 
 def load_guidance_network(folder: str | Path | None = None):

@@ -64,7 +64,7 @@ class ArenaSession:
     def __init__(self, engine: Engine, store: Store | None, configs: list[Config] | None = None,
                  store_error: str | None = None, rng: random.Random | None = None):
         self.engine, self.store = engine, store
-        self.configs = configs if configs is not None else default_arena_configs(engine.models)
+        self.configs = configs if configs is not None else default_arena_configs(engine.models, engine.settings)
         self.by_label = {c.label: c for c in self.configs}
         self.store_error = store_error or "The vote database is not available."
         self.rng = rng if rng is not None else random.SystemRandom()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from alignment.checks import check_range, number, whole_number
 from alignment.sample_bank import check_n
 
-from .configs import ESTIMATOR_KNOBS, KNOBS, METHODS, PARTICLE_KNOBS, Config
+from .configs import ESTIMATOR_KNOBS, GUIDED, KNOBS, METHODS, PARTICLE_KNOBS, Config
 from .store import MAX_SEED
 
 SEED_LIMIT = MAX_SEED + 1  # the vote store keeps seeds in a 32-bit integer column
@@ -44,7 +44,7 @@ def check_config(config: Config, family: str, *, max_n: int,
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)} for {config.method}")
     out = {}
-    if config.method == "guided":
+    if config.method in GUIDED:
         beta_range, eta_range = trained_ranges()
         trained = " (the range the guidance network was trained for)"
         out["beta"] = check_range(knobs.get("beta", 1.0), "β", *beta_range, trained)

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from .settings import TOY_MODELS
 from .store import LABEL_KEYS, config_label
 
-METHODS = {"diffusion": ("baseline", "guided", "bon"), "flow": ("baseline", "is", "fk", "bon")}
-METHOD_NAMES = {"baseline": "Baseline", "guided": "Aligned (guidance network)", "is": "Aligned (importance-sampled)",
+METHODS = {"diffusion": ("baseline", "guided", "guided-paper", "bon"), "flow": ("baseline", "is", "fk", "bon")}
+METHOD_NAMES = {"baseline": "Baseline", "guided": "Aligned (guidance network)",
+                "guided-paper": "Aligned (guidance network, paper's loss)", "is": "Aligned (importance-sampled)",
                 "fk": "Feynman–Kac steering", "bon": "Best-of-N"}
+# "guided" follows the model's guidance network (trained through its sampler); "guided-paper" the same network class
+# trained with the paper's objective (StudioSettings.guidance_for(model, paper=True)).
+GUIDED = ("guided", "guided-paper")
 # An "is" configuration names the estimator by its options; absent options are the paper's (Estimator()).
 ESTIMATOR_KNOBS = ("tau", "scale", "sigma_min", "sigma_max", "damping")
 PARTICLE_KNOBS = ("particles", "rounds")
-KNOBS = {"baseline": (), "guided": ("beta", "eta", "alpha"), "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS),
+KNOBS = {"baseline": (), "guided": ("beta", "eta", "alpha"), "guided-paper": ("beta", "eta", "alpha"), "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS),
          "fk": ("beta", "particles"), "bon": ("n",)}
 
 
@@ -62,8 +66,19 @@ def estimator_knobs(name: str) -> dict:
     return knobs
 
 
-def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
-    """Baseline and aligned configurations of each model (the arena's list)."""
+def guided_method(setting: str | None) -> str:
+    """The diffusion method of a named setting: ``"tuned"`` (or None) follows the model's guidance network,
+    ``"paper"`` the one trained with the paper's objective."""
+    if setting in (None, "tuned"):
+        return "guided"
+    if setting == "paper":
+        return "guided-paper"
+    raise ValueError(f"the estimator must be one of paper, tuned, not {setting!r:.40}")
+
+
+def default_arena_configs(models: tuple[str, ...] = TOY_MODELS, settings=None) -> list[Config]:
+    """Baseline and aligned configurations of each model (the arena's list); with ``settings`` (StudioSettings),
+    also the guidance network trained with the paper's loss where the settings name one."""
     from alignment import defaults
     from alignment.presets import find_preset
 
@@ -76,6 +91,9 @@ def default_arena_configs(models: tuple[str, ...] = TOY_MODELS) -> list[Config]:
             configs += [Config.of(model, "guided", alpha=defaults.DIFFUSION_ALPHA, beta=defaults.DIFFUSION_BETA,
                                   eta=defaults.DIFFUSION_ETA),
                         Config.of(model, "bon", n=2)]
+            if settings is not None and settings.guidance_for(model, paper=True) is not None:
+                configs.append(Config.of(model, "guided-paper", beta=defaults.PAPER_DIFFUSION_BETA, eta=1.0,
+                                         alpha=1.0))
         elif family == "flow":  # the default and the paper's estimator, and its peers at the same compute (N + K)
             cost = defaults.FLOW_N + defaults.FLOW_PARTICLES
             configs += [Config.of(model, "is", beta=defaults.FLOW_BETA, n=defaults.FLOW_N,

@@ -35,7 +35,7 @@ from alignment.lru import LRU
 from alignment.sample_bank import check_n
 
 from .checks import N_NAME, SEED_LIMIT, check_config
-from .configs import ESTIMATOR_KNOBS, METHOD_NAMES, Config, estimator_knobs
+from .configs import ESTIMATOR_KNOBS, GUIDED, METHOD_NAMES, Config, estimator_knobs, guided_method
 from .memo import denoiser_memo
 from .resources import Resources, Unavailable
 from .settings import StudioSettings
@@ -111,7 +111,7 @@ class Engine:
         """The config with its knobs checked and normalised (floats, N an int); ValueError says what is wrong."""
         model = self.resources.check_model(config.model)
         return check_config(config, self.family(model), max_n=self.settings.max_n,
-                            trained_ranges=lambda: self.resources.trained_ranges(model))
+                            trained_ranges=lambda: self.resources.trained_ranges(model, paper=config.method == "guided-paper"))
 
     def warm_up(self) -> None:
         """Load what the first click needs (``Resources.warm_up``); when the models are compiled, also render each
@@ -175,10 +175,10 @@ class Engine:
             pipe, preset = self.resources.pipeline(config.model)
             extras: dict = {}
             title = METHOD_NAMES[config.method]
-            if config.method == "guided":
+            if config.method in GUIDED:
                 from alignment.diffusion_sampler import sample_guided
 
-                network = self.resources.network(config.model)
+                network = self.resources.network(config.model, paper=config.method == "guided-paper")
                 result = sample_guided(pipe, prompt, network=network, beta=knobs["beta"], eta=knobs["eta"],
                                        alpha=knobs["alpha"], seed=seed, preset=preset)
                 image = result.images[0]
@@ -265,8 +265,9 @@ class Engine:
     def explore(self, model: str, prompt: str, seed, *, beta=None, eta=None, alpha=None, n=None, estimator=None,
                 progress: Progress | None = None) -> ExploreView:
         """Baseline and aligned side by side (plus best-of-N and the ESS for flow), from the caches when possible.
-        Knobs left out take the defaults of ``alignment.defaults`` for the model's family; ``estimator`` names a
-        flow estimator setting (``"tuned"``, ``"paper"``)."""
+        Knobs left out take the defaults of ``alignment.defaults`` for the model's family; ``estimator`` names the
+        setting, ``"tuned"`` (the default) or ``"paper"``: the flow estimator's options, or which guidance network a
+        diffusion model follows (trained through its sampler, or with the paper's loss)."""
         from alignment import check_prompt, defaults
 
         start = time.perf_counter()
@@ -274,7 +275,7 @@ class Engine:
         family = self.family(model)
         notes: list[str] = []
         if family == "diffusion":
-            aligned = Config.of(model, "guided", beta=defaults.DIFFUSION_BETA if beta is None else beta,
+            aligned = Config.of(model, guided_method(estimator), beta=defaults.DIFFUSION_BETA if beta is None else beta,
                                 eta=defaults.DIFFUSION_ETA if eta is None else eta,
                                 alpha=defaults.DIFFUSION_ALPHA if alpha is None else alpha)
         else:

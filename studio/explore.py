@@ -27,7 +27,18 @@ EXAMPLES = [
     ["pink ring, cyan background", 3],
     ["a purple triangle on an orange background", 4],
 ]
-ESTIMATOR_CHOICES = [("tuned (the project's default)", "tuned"), ("paper (the paper's exact estimator)", "paper")]
+# The "tuned" / "paper" choice of each family: the flow estimator's options, or the diffusion model's guidance network
+SETTING_CHOICES = {
+    "flow": ("Estimator", [("tuned (the project's default)", "tuned"), ("paper (the paper's exact estimator)", "paper")]),
+    "diffusion": ("Guidance network", [("tuned (trained through its sampler; the default)", "tuned"),
+                                       ("paper (trained with the paper's loss)", "paper")]),
+}
+
+
+def setting_radio(family: str) -> dict:
+    """The setting radio's label and choices for a model family."""
+    label, choices = SETTING_CHOICES[family]
+    return dict(label=label, choices=choices)
 
 
 def defaults_for(family: str) -> dict:
@@ -152,8 +163,8 @@ def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown
 
 
 def family_controls(engine: Engine, model):
-    """Show η and α for diffusion models, N, the estimator and best-of-N for flow models; β starts at the family's
-    default."""
+    """Show η and α for diffusion models, N and best-of-N for flow models, and the family's "tuned" / "paper"
+    choice (estimator or guidance network); β starts at the family's default."""
     try:
         family = engine.family(model)
     except Exception:  # noqa: BLE001 - an unknown model keeps the diffusion layout; Generate reports it
@@ -161,13 +172,13 @@ def family_controls(engine: Engine, model):
     diffusion = family == "diffusion"
     return (gr.update(visible=diffusion), gr.update(visible=diffusion), gr.update(visible=not diffusion),
             gr.update(visible=not diffusion), gr.update(visible=not diffusion), family_text(family),
-            gr.update(value=defaults_for(family)["beta"]), gr.update(visible=not diffusion))
+            gr.update(value=defaults_for(family)["beta"]), gr.update(**setting_radio(family)))
 
 
 def family_text(family: str) -> str:
     if family == "diffusion":
-        return ("**diffusion** model: the aligned image follows the trained guidance network at β and η, with "
-                "strength α.")
+        return ("**diffusion** model: the aligned image follows a trained guidance network at β and η, with "
+                "strength α (the tuned network, or the one trained with the paper's loss).")
     return ("**flow** model: the aligned image follows importance-sampled guidance over a bank of N baseline "
             "samples at temperature β (the tuned estimator, or the paper's exact one); best-of-N comes free from the "
             "same bank.")
@@ -217,8 +228,7 @@ def build_explore(engine: Engine) -> None:
                        visible=diffusion, elem_id="explore-alpha")
         n = Slider(1, engine.settings.max_n, value=start["n"], step=1, label="N (bank size)",
                    visible=not diffusion, elem_id="explore-n")
-        estimator = gr.Radio(ESTIMATOR_CHOICES, value=start["estimator"], label="Estimator", visible=not diffusion,
-                             elem_id="explore-estimator")
+        estimator = gr.Radio(value=start["estimator"], elem_id="explore-estimator", **setting_radio(first))
     generate = gr.Button("Generate", variant="primary", elem_id="explore-generate")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):

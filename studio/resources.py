@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from .checks import FLOW_BETA_RANGE, check_model
-from .configs import Config
+from .configs import GUIDED, Config
 from .memo import memoise
 from .settings import StudioSettings
 from .split_batch import SplitBatch
@@ -131,12 +131,15 @@ class Resources:
                 self._rewards[spec] = reward
             return self._rewards[spec]
 
-    def network(self, model: str):
-        """The model's guidance network (diffusion models), loaded once; ``Unavailable`` when missing."""
-        path = self.settings.guidance_for(model)
+    def network(self, model: str, paper: bool = False):
+        """The model's guidance network (diffusion models; with ``paper`` the one trained with the paper's
+        objective), loaded once; ``Unavailable`` when missing."""
+        path = self.settings.guidance_for(model, paper=paper)
         if path is None:
-            raise Unavailable(f"No guidance network is set for {model}: train one (python -m training guidance) "
-                              "and name its folder in STUDIO_GUIDANCE. The baseline is shown alone.")
+            variable = "STUDIO_PAPER_GUIDANCE" if paper else "STUDIO_GUIDANCE"
+            raise Unavailable(f"No guidance network{' (paper objective)' if paper else ''} is set for {model}: train "
+                              f"one (python -m training guidance) and name its folder in {variable}. The baseline is "
+                              "shown alone.")
         with self.lock:
             if path not in self._networks:
                 if not (Path(path) / "config.json").is_file():
@@ -154,9 +157,9 @@ class Resources:
                 self._networks[path] = network
             return self._networks[path]
 
-    def trained_ranges(self, model: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    def trained_ranges(self, model: str, paper: bool = False) -> tuple[tuple[float, float], tuple[float, float]]:
         """(β range, η range) the model's guidance network was trained for; ``Unavailable`` when it is missing."""
-        config = self.network(model).config
+        config = self.network(model, paper=paper).config
         return tuple(map(float, config.beta_range)), tuple(map(float, config.eta_range))
 
     def bank(self, model: str):
@@ -173,8 +176,8 @@ class Resources:
     def available(self, config: Config) -> str | None:
         """None when ``config`` can be rendered now, else why not."""
         try:
-            if config.method == "guided":
-                self.network(config.model)
+            if config.method in GUIDED:
+                self.network(config.model, paper=config.method == "guided-paper")
             if config.method in ("is", "fk", "bon"):
                 self.reward(config.model)
         except Unavailable as e:

@@ -62,7 +62,9 @@ class StudioSettings:
 
     ``reward``: one reward spec for every model (default: ``toy-pickscore`` for the toy presets, ``pickscore``
     otherwise). ``guidance``: the guidance network folder for the diffusion models (default:
-    ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others). ``hub_dataset``: a dataset repo id that keeps the
+    ``checkpoints/toy-guidance`` for ``toy-sdxl``; none for others); ``paper_guidance``: a second one, trained with
+    the paper's objective, offered as the "paper" setting (default: ``checkpoints/toy-guidance-paper`` for
+    ``toy-sdxl``). ``hub_dataset``: a dataset repo id that keeps the
     votes across restarts (``studio/hub_sync.py``; off when None), committed every ``hub_every`` minutes, with the
     images unless ``hub_images`` is False. ``compile``: ``"auto"`` (on CUDA, outside ZeroGPU), ``"on"`` or ``"off"``: whether
     the models are accelerated and compiled (``alignment/acceleration.py``) and rendered once at start-up so that
@@ -72,6 +74,7 @@ class StudioSettings:
     device: str | None = "cpu"
     reward: str | None = None
     guidance: str | None = None
+    paper_guidance: str | None = None
     max_n: int = DEFAULT_MAX_N
     hub_dataset: str | None = None
     hub_every: float = 5.0
@@ -83,7 +86,8 @@ class StudioSettings:
                  compile: str | None = None) -> StudioSettings:
         """``STUDIO_MODELS`` (comma-separated presets, hub ids or folders, added to the toy ones),
         ``STUDIO_REAL=1`` (add sdxl-turbo and sd3.5-large-turbo), ``STUDIO_DEVICE`` (default: CPU for the toy
-        presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``, ``STUDIO_MAX_N``;
+        presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``,
+        ``STUDIO_PAPER_GUIDANCE``, ``STUDIO_MAX_N``;
         ``STUDIO_HUB_DATASET``, ``STUDIO_HUB_EVERY`` (minutes, default 5), ``STUDIO_HUB_IMAGES=0``;
         ``STUDIO_COMPILE`` (auto, on, off; ``compile`` overrides it)."""
         extra = list(models or []) + [m.strip() for m in os.environ.get("STUDIO_MODELS", "").split(",") if m.strip()]
@@ -99,7 +103,7 @@ class StudioSettings:
         if compile not in COMPILE_CHOICES:
             raise ValueError(f"STUDIO_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, not {compile!r}")
         return cls(chosen, device, os.environ.get("STUDIO_REWARD") or None, os.environ.get("STUDIO_GUIDANCE") or None,
-                   max_n, hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
+                   os.environ.get("STUDIO_PAPER_GUIDANCE") or None, max_n, hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
                    hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"),
                    compile=compile)
 
@@ -119,9 +123,14 @@ class StudioSettings:
     def reward_for(self, model: str) -> str:
         return self.reward or ("toy-pickscore" if model.startswith("toy-") else "pickscore")
 
-    def guidance_for(self, model: str) -> str | None:
-        if self.guidance:
-            return self.guidance
-        from alignment.presets import CHECKPOINTS
+    def guidance_for(self, model: str, paper: bool = False) -> str | None:
+        """The guidance network folder of a diffusion model: the default one, or with ``paper`` the one trained with
+        the paper's objective; None when there is none."""
+        from alignment import defaults
 
-        return str(CHECKPOINTS / "toy-guidance") if model == "toy-sdxl" else None
+        chosen = self.paper_guidance if paper else self.guidance
+        if chosen:
+            return chosen
+        if model != "toy-sdxl":
+            return None
+        return str(defaults.PAPER_GUIDANCE_NETWORK if paper else defaults.GUIDANCE_NETWORK)

@@ -205,3 +205,33 @@ def test_the_estimator_choice_reaches_the_aligned_image(studio_engine):
     assert paper.baseline.cached and "τ=" in tuned.aligned.title and "τ=" not in paper.aligned.title
     with pytest.raises(ValueError, match="estimator must be one of"):
         studio_engine.explore("toy-sd3", PROMPT, 31, n=2, estimator="magic")
+
+
+def test_the_guidance_network_choice_reaches_the_aligned_image(studio_engine):
+    """For a diffusion model the same radio picks the guidance network: "tuned" (trained through its sampler, the
+    default) or "paper" (trained with the paper's loss), each image exactly its network's; the Arena lists both."""
+    from alignment import defaults, load_pipeline
+
+    tuned = studio_engine.explore("toy-sdxl", PROMPT, 32)
+    paper = studio_engine.explore("toy-sdxl", PROMPT, 32, estimator="paper")
+    assert tuned.aligned.config.method == "guided" and paper.aligned.config.method == "guided-paper"
+    assert paper.baseline.cached and "paper" in paper.aligned.title
+    assert not np.array_equal(pixels(tuned.aligned.image), pixels(paper.aligned.image))
+    pipe, preset = load_pipeline("toy-sdxl", device="cpu")
+    from alignment.guidance_network import GuidanceNetwork
+
+    direct = sample_guided(pipe, PROMPT, network=GuidanceNetwork.from_pretrained(defaults.PAPER_GUIDANCE_NETWORK),
+                           beta=defaults.DIFFUSION_BETA, eta=defaults.DIFFUSION_ETA, alpha=defaults.DIFFUSION_ALPHA,
+                           seed=32, preset=preset)
+    assert np.array_equal(pixels(direct.images[0]), pixels(paper.aligned.image))
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        studio_engine.explore("toy-sdxl", PROMPT, 32, estimator="magic")
+    settings = studio_engine.settings
+    assert settings.guidance_for("toy-sdxl", paper=True) == str(defaults.PAPER_GUIDANCE_NETWORK)
+    assert settings.guidance_for("sdxl-turbo", paper=True) is None
+    configs = default_arena_configs(studio_engine.models, settings)
+    expected = Config.of("toy-sdxl", "guided-paper", beta=defaults.PAPER_DIFFUSION_BETA, eta=1.0, alpha=1.0)
+    assert expected in configs and expected not in default_arena_configs(studio_engine.models)
+    assert math.isfinite(studio_engine.render(expected, PROMPT, 5).rewards[REWARD])
+    missing = StudioSettings(models=("toy-sdxl",), paper_guidance="/nowhere/paper-network")
+    assert "not in /nowhere/paper-network" in Engine(missing).available(expected)

@@ -112,3 +112,28 @@ def test_a_fresh_network_is_sized_for_the_pipeline(tmp_path):
     network = GuidanceNetwork.from_pretrained(export)
     assert tuple(network.config.channels) == tuple(GuidanceNetwork.toy_wide_size().config.channels)
     assert network.config.text_dim == 32 and network.config.in_channels == 4  # toy-sdxl's pooled text and latents
+
+
+def test_the_pairwise_reward_term_weighs_pairs_by_their_chance_to_lose():
+    from training.guidance_control import reward_term
+
+    r, base = torch.tensor([12.0, 12.5, 11.0], requires_grad=True), torch.tensor([12.0, 11.5, 12.0])
+    assert torch.equal(reward_term(r, None, 0.0), -r)  # off: the plain reward
+    term = reward_term(r, base, 0.5)
+    assert torch.allclose(term[0], 0.5 * torch.log(torch.tensor(2.0)))  # a tie: −T log ½
+    term.sum().backward()
+    # d/dr = −σ(−(r − r_base)/T): ½ for a tie, small for a pair that wins by much, near 1 for one that loses
+    assert torch.allclose(r.grad, -torch.sigmoid(-(r.detach() - base) / 0.5))
+    assert r.grad[1] > -0.2 and r.grad[2] < -0.8
+    wide = reward_term(r.detach(), base, 1e4)  # a large T is the reward difference, halved, up to a constant
+    assert torch.allclose(wide - wide[0], -(r.detach() - base) / 2 - (-(r.detach()[0] - base[0]) / 2), atol=1e-3)
+
+
+def test_pairwise_training_runs_and_records_its_temperature(tmp_path):
+    export = tmp_path / "export"
+    assert training_main(["guidance-control", "--work", str(tmp_path / "work"), "--export", str(export),
+                          "--init-from", "checkpoints/toy-guidance", "--batch-size", "2", "--steps", "1",
+                          "--pair-temperature", "0.5"]) == 0
+    assert json.loads((export / "training.json").read_text())["pair_temperature"] == 0.5
+    with pytest.raises(ValueError, match="pair-temperature"):
+        run(GuidanceControlConfig(work=tmp_path, pair_temperature=-1.0))

@@ -215,6 +215,9 @@ class GuidanceControlConfig:
     lr: float = option(3e-4, help="peak learning rate")
     kl_weight: float = option(0.25, help="κ: the price of the guidance's change of the noise prediction, per unit "
                                          "of β")
+    pair_temperature: float = option(0.0, help="T > 0: the reward term compares each guided image with the "
+                                               "pretrained sampler's from the same noise, −T·log σ((r − r_base)/T), "
+                                               "so pairs that already win weigh less (0: the plain reward −r)")
     beta_range: tuple[float, float] = option((0.05, 5.0), help="β is drawn log-uniformly from this range",
                                                 metavar=("LO", "HI"))
     eta_range: tuple[float, float] = option((0.0, 2.0), help="η is drawn uniformly from this range (the network "

@@ -17,7 +17,10 @@ through the frozen UNet, VAE decoder and reward, with the noise prediction at ea
 For a stochastic sampler, ``½ Σ_t ‖δ_t‖²`` is (up to the per-step noise scale) the KL divergence of the guided path
 from the pretrained one, and the minimiser of ``E[−r] + β KL`` is the paper's target ``p(x0|y) exp(r/β)``; for the
 deterministic few-step samplers of SDXL-Turbo-class models it is a price on how far the guidance moves each step,
-with ``κ`` (``--kl-weight``) setting its units. ``η`` weights the consistency term of the paper's objective, which
+with ``κ`` (``--kl-weight``) setting its units. With ``--pair-temperature T`` the reward term compares each guided
+image with the pretrained sampler's image from the same noise and prompt (made without gradients), as a vote would:
+``−T·log σ((r − r_base)/T)`` (:func:`reward_term`), whose gradient weighs a pair by the chance it still loses, so the
+network is pushed to win more pairs rather than to win some by much; for large ``T`` it is ``−(r − r_base)/2``. ``η`` weights the consistency term of the paper's objective, which
 this one has not: it is drawn and passed so the network learns not to depend on it. Resumes from ``--work``;
 pauses at ``--max-minutes``; stops with a clear message on a NaN loss (``training/loop.py``).
 """
@@ -90,6 +93,14 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
     return ((images.float() + 1) / 2).clamp(0, 1), price
 
 
+def reward_term(rewards: torch.Tensor, base_rewards: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """The loss's reward part per image: ``−r``, or with ``temperature`` T > 0 the pairwise
+    ``−T·log σ((r − r_base)/T)`` against the pretrained sampler's reward from the same noise."""
+    if temperature <= 0:
+        return -rewards
+    return -temperature * torch.nn.functional.logsigmoid((rewards - base_rewards) / temperature)
+
+
 def prompt_lines(path: Path) -> list[str]:
     """The non-empty lines of a prompt file, or a ValueError when it has none."""
     lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
@@ -113,6 +124,8 @@ def training_prompts(cfg: GuidanceControlConfig, step: int, n: int, lines: list[
 def run(cfg: GuidanceControlConfig) -> bool:
     if cfg.kl_weight < 0 or not math.isfinite(cfg.kl_weight):
         raise ValueError(f"--kl-weight must be a non-negative number, got {cfg.kl_weight}")
+    if cfg.pair_temperature < 0 or not math.isfinite(cfg.pair_temperature):
+        raise ValueError(f"--pair-temperature must be a non-negative number (0: off), got {cfg.pair_temperature}")
     lines = prompt_lines(cfg.captions) if cfg.captions is not None else None  # read once, not every step
     started = time.time()
     deadline = started + 60 * cfg.max_minutes
@@ -161,17 +174,26 @@ def run(cfg: GuidanceControlConfig) -> bool:
         text = encode_prompt_kwargs(pipe, prompts, guidance > 1)
         images, price = unrolled_guided_sample(pipe, network, text, noise, beta, eta, steps, resolution, guidance)
         rewards = reward.score(images, prompts).float()
-        loss = (-rewards + beta * cfg.kl_weight * price).mean()
+        logs = {"reward": rewards.mean().detach(), "price": price.mean().detach()}
+        base_rewards = None
+        if cfg.pair_temperature > 0:
+            with torch.no_grad():
+                base, _ = unrolled_guided_sample(pipe, None, text, noise, None, None, steps, resolution, guidance,
+                                                 create_graph=False)
+                base_rewards = reward.score(base, prompts).float()
+            logs["wins"] = (rewards.detach() > base_rewards).float().mean()
+        loss = (reward_term(rewards, base_rewards, cfg.pair_temperature) + beta * cfg.kl_weight * price).mean()
         set_lr(opt, lr_at(cfg.lr, step, cfg.steps, warmup=50))
         apply_gradients(accelerator, loss, opt, clip=network.parameters())
-        return loss.detach(), {"reward": rewards.mean().detach(), "price": price.mean().detach()}
+        return loss.detach(), logs
 
     def export(step: int, finished: bool) -> None:
         net = copy.deepcopy(accelerator.unwrap_model(network)).to("cpu", torch.float16)
         net.save_pretrained(cfg.export)  # small file; loads as fp32
         (Path(cfg.export) / "training.json").write_text(json.dumps(
             {"objective": "guidance-control", "step": step, "finished": finished, "model": cfg.model,
-             "reward": cfg.reward, "kl_weight": cfg.kl_weight, "batch_size": cfg.batch_size,
+             "reward": cfg.reward, "kl_weight": cfg.kl_weight, "pair_temperature": cfg.pair_temperature,
+             "batch_size": cfg.batch_size,
              "processes": accelerator.num_processes, "lr": cfg.lr, "init_from": str(cfg.init_from) if cfg.init_from else None,
              "captions": str(cfg.captions) if cfg.captions else "toy world training split"}, indent=1))
 

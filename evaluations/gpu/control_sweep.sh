@@ -10,9 +10,9 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 T0=$(date +%s)
 W=/tmp/control-sweep; mkdir -p $W
-RUNS=${RUNS:-"cont:--init-from=checkpoints/toy-guidance,--steps=2500,--lr=1e-4,--batch-size=64
+RUNS=${RUNS:-"cont-pair:--init-from=checkpoints/toy-guidance,--steps=1500,--lr=1e-4,--batch-size=64,--pair-temperature=0.5
 wide:--size=toy-wide,--steps=2500,--lr=3e-4,--batch-size=64
-wide-narrow:--size=toy-wide,--steps=2500,--lr=3e-4,--batch-size=64,--beta-range=0.02,1
+wide-pair:--size=toy-wide,--steps=2500,--lr=3e-4,--batch-size=64,--pair-temperature=0.5
 wide-k01:--size=toy-wide,--steps=2500,--lr=3e-4,--batch-size=64,--kl-weight=0.1"}
 for spec in $RUNS; do
   name=${spec%%:*}; args=$(echo "${spec#*:}" | tr ',' ' ' | sed 's/=/ /g')

@@ -265,11 +265,11 @@ def paired(rows_a: list, rows_b: list) -> dict:
     ta = {(r["caption"], r["seed"]): r for r in rows_a}
     diffs = np.array([[ta[(r["caption"], r["seed"])][k] - r[k] for k in ("taste", "reward", "prompt_fidelity")]
                       for r in rows_b])
-    d = diffs[:, 0]
+    d, dr = diffs[:, 0], diffs[:, 1]
     wins = (d > 0) + 0.5 * (d == 0)
     return {"pairs": len(d), "win_rate": float(wins.mean()), "win_rate_se": float(wins.std() / np.sqrt(len(d))),
-            "ties": int((d == 0).sum()), "taste_gain": float(d.mean()), "reward_gain": float(diffs[:, 1].mean()),
-            "fidelity_gain": float(diffs[:, 2].mean())}
+            "ties": int((d == 0).sum()), "taste_gain": float(d.mean()), "reward_gain": float(dr.mean()),
+            "reward_win_rate": float(((dr > 0) + 0.5 * (dr == 0)).mean()), "fidelity_gain": float(diffs[:, 2].mean())}
 
 
 def summarise(results: dict, methods: list[Method], seeds: list[int], steps: int) -> dict:
@@ -316,19 +316,21 @@ def markdown(report: dict) -> str:
              f"reward `{c['reward']}`, {c['steps']} steps per trajectory, {c['device']} ({c['machine']}), "
              f"{c['wall_seconds']:.0f} s in all, {c['date']}. Command: `{c['command']}`.", "",
              "Cost: trajectories per image (one full sampler run = steps denoiser calls) and measured seconds per "
-             "image from scratch. Win rates: paired (caption, seed), taste, ties half; ± one standard error.", "",
-             "| method | traj. | s / image | reward | taste ± s.e. | fidelity | diversity | beats base | "
+             "image from scratch. Win rates: paired (caption, seed), taste, ties half; ± one standard error. \"reward > "
+             "base\": the share of pairs whose reward is above the baseline's.", "",
+             "| method | traj. | s / image | reward | taste ± s.e. | fidelity | diversity | beats base | reward > base | "
              "beats best-of-N (the cheapest with ≥ its trajectories) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["table"]:
         vb = r.get("vs_base")
         vm = r.get("vs_matched_bon")
         base_cell = f"{100 * vb['win_rate']:.1f} %" if vb else "–"
+        reward_cell = f"{100 * vb['reward_win_rate']:.1f} %" if vb else "–"
         bon_cell = (f"{100 * vm['win_rate']:.1f} ± {100 * vm['win_rate_se']:.1f} % vs {vm['against']} "
                     f"(taste {vm['taste_gain']:+.3f}, reward {vm['reward_gain']:+.3f})") if vm else "–"
         lines.append(f"| {r['method']} | {r['trajectories']} | {r['seconds_per_image']:.3f} | {r['reward']:.3f} | "
                      f"{r['taste']:.3f} ± {r['taste_se']:.3f} | {r['prompt_fidelity']:.3f} | {r['diversity']:.4f} | "
-                     f"{base_cell} | {bon_cell} |")
+                     f"{base_cell} | {reward_cell} | {bon_cell} |")
     gap = [r for r in report["table"] if r.get("vs_base")]
     if gap:
         lines += ["", "Adversarial gap (reward gain against taste gain over base; a large reward gain with a small "

@@ -56,6 +56,9 @@ def test_paired_win_rates_count_ties_half():
     out = paired(_rows([2, 1, 0, 3], [1, 1, 1, 1]), _rows([1, 1, 1, 1]))
     assert out["pairs"] == 4 and out["ties"] == 1 and out["win_rate"] == pytest.approx(0.625)
     assert out["taste_gain"] == pytest.approx(0.5) and out["reward_gain"] == pytest.approx(1.0)
+    assert out["reward_win_rate"] == 1.0
+    mixed = paired(_rows([1, 1, 1, 1], [2, 0, 1, 3]), _rows([1, 1, 1, 1], [1, 1, 1, 1]))
+    assert mixed["reward_win_rate"] == pytest.approx(0.625)  # above, below, a tie (half), above
 
 
 def test_the_table_compares_each_method_with_the_cheapest_best_of_n_that_costs_as_much():

@@ -134,6 +134,8 @@ def test_pairwise_training_runs_and_records_its_temperature(tmp_path):
     assert training_main(["guidance-control", "--work", str(tmp_path / "work"), "--export", str(export),
                           "--init-from", "checkpoints/toy-guidance", "--batch-size", "2", "--steps", "1",
                           "--pair-temperature", "0.5"]) == 0
-    assert json.loads((export / "training.json").read_text())["pair_temperature"] == 0.5
+    meta = json.loads((export / "training.json").read_text())
+    assert meta["pair_temperature"] == 0.5 and meta["settings"]["steps"] == 1 and meta["device"].endswith("CPU")
+    assert meta["settings"]["init_from"] == "checkpoints/toy-guidance" and meta["exported"].endswith("UTC")
     with pytest.raises(ValueError, match="pair-temperature"):
         run(GuidanceControlConfig(work=tmp_path, pair_temperature=-1.0))

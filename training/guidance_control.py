@@ -28,8 +28,11 @@ pauses at ``--max-minutes``; stops with a clear message on a NaN loss (``trainin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -91,6 +94,13 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
         x = scheduler.step(eps, t, x).prev_sample
     images = vae.decode(x / vae.config.scaling_factor).sample
     return ((images.float() + 1) / 2).clamp(0, 1), price
+
+
+def device_name(device: torch.device) -> str:
+    """What trained it, for the export's record: the GPU's name, or the CPU's cores and architecture."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
 def reward_term(rewards: torch.Tensor, base_rewards: torch.Tensor | None, temperature: float) -> torch.Tensor:
@@ -195,7 +205,10 @@ def run(cfg: GuidanceControlConfig) -> bool:
              "reward": cfg.reward, "kl_weight": cfg.kl_weight, "pair_temperature": cfg.pair_temperature,
              "batch_size": cfg.batch_size,
              "processes": accelerator.num_processes, "lr": cfg.lr, "init_from": str(cfg.init_from) if cfg.init_from else None,
-             "captions": str(cfg.captions) if cfg.captions else "toy world training split"}, indent=1))
+             "captions": str(cfg.captions) if cfg.captions else "toy world training split",
+             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()},
+             "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": device_name(device),
+             "minutes_this_run": round((time.time() - started) / 60, 1)}, indent=1))
 
     finished = loop.run(step_fn, export=export if cfg.export is not None else None)
     accelerator.print(json.dumps({"done": finished, "step": loop.step,

@@ -34,12 +34,13 @@ PARTICLES: dict[str, int] = {"paper": 1, "tuned": 2}
 FLOW_PARTICLES = PARTICLES[FLOW_ESTIMATOR]
 
 # Diffusion: the guidance network and its β, η and α, chosen on the validation split (100 captions × 2 seeds,
-# toy-sdxl, evaluations/results/pareto_toy-sdxl_validation_objective.md). The shipped network is trained through
-# its own sampler (`python -m training guidance-control`); at β = 0.05 it beat base on taste in 72.5 % of pairs and
-# best-of-2 in 57 %, and α = 1.5 raised that to 76.5 % and 61 % (α = 2 / 3: 73 / 70 %). The network trained with the
-# paper's objective (checkpoints/toy-guidance-paper) reached 68.8 % and 48.5 % at its best β = 0.3. η does not
-# matter to the shipped network (η = 0 and 1 gave the same table); it is kept for networks trained with the paper's
-# objective, where it weighs L_consistency.
+# toy-sdxl). The shipped network (1.2 M parameters, toy_wide_size) is trained through its own sampler from scratch
+# (`python -m training guidance-control --size toy-wide`); at β = 0.05 it beat base on taste in 82.5 % of pairs and
+# best-of-2 in 65.5 % with α = 1.5 (α = 1: 81.5 / 65.5 %, higher β lower against best-of-2;
+# evaluations/results/pareto_toy-sdxl_validation_control_wide.md). The network of the same objective at a quarter of
+# the size reached 76.5 / 61 % there, and the one trained with the paper's objective (checkpoints/toy-guidance-paper)
+# 68.8 / 48.5 % at its best β = 0.3. η does not matter to the shipped network; it is kept for networks trained with
+# the paper's objective, where it weighs L_consistency.
 DIFFUSION_BETA = 0.05
 DIFFUSION_ETA = 1.0
 DIFFUSION_ALPHA = 1.5

@@ -180,7 +180,7 @@ def test_checkpoint_sizes():
     assert all(p.exists() and p.resolve().is_relative_to(root) for p in links)  # relative, inside the tree
     files = {p.resolve() for p in root.rglob("*") if p.is_file()}  # a linked file counts once
     assert all(p.stat().st_size < 16 * 2**20 for p in files)
-    assert sum(p.stat().st_size for p in files) < 40e6
+    assert sum(p.stat().st_size for p in files) < 45e6  # the repository's budget for shipped weights
 
 
 def test_link_shared_vocabulary(tmp_path):

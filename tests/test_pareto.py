@@ -42,7 +42,9 @@ def test_validation_never_holds_a_test_caption():
     assert len(test) == 200 and len(validation) == 150 and not set(test) & set(validation)
     assert split_captions("test", 5) == test[:5]
     with pytest.raises(ValueError, match="split"):
-        split_captions("train", 3)
+        split_captions("training", 3)
+    seen = split_captions("train", 50)  # the training split's captions, for the seen-vs-new check only
+    assert len(seen) == 50 and not set(seen) & set(test) and not set(seen) & set(validation)
 
 
 def _rows(tastes, rewards=None):

@@ -13,7 +13,9 @@ base and against best-of-N with the **same number of trajectories** (same captio
 
 Splits: ``validation`` (caption seed 2, noise seeds 100, 101; captions that also occur in the test draw removed)
 is for tuning; ``test`` (caption seed 1, noise seeds 0, 1, the project's held-out evaluation draw) is for
-reporting. Both draw from the held-out (colour, shape, background) combinations, never seen in training.
+reporting. Both draw from the held-out (colour, shape, background) combinations, never seen in training. ``train``
+(caption seed 3, noise seeds 200, 201) draws from the training combinations, to check whether a result is a gap
+between seen and new captions; it never chooses or reports a setting.
 
 Methods (``--methods``), ``kind:key=value,...``:
 

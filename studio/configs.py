@@ -22,8 +22,8 @@ GUIDED = ("guided", "guided-paper")
 # An "is" configuration names the estimator by its options; absent options are the paper's (Estimator()).
 ESTIMATOR_KNOBS = ("tau", "scale", "sigma_min", "sigma_max", "damping")
 PARTICLE_KNOBS = ("particles", "rounds")
-KNOBS = {"baseline": (), "guided": ("beta", "eta", "alpha"), "guided-paper": ("beta", "eta", "alpha"), "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS),
-         "fk": ("beta", "particles"), "bon": ("n",)}
+KNOBS = {"baseline": (), **dict.fromkeys(GUIDED, ("beta", "eta", "alpha")),
+         "is": ("beta", "n", *ESTIMATOR_KNOBS, *PARTICLE_KNOBS), "fk": ("beta", "particles"), "bon": ("n",)}
 
 
 @dataclass(frozen=True)

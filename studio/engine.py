@@ -111,7 +111,7 @@ class Engine:
         """The config with its knobs checked and normalised (floats, N an int); ValueError says what is wrong."""
         model = self.resources.check_model(config.model)
         return check_config(config, self.family(model), max_n=self.settings.max_n,
-                            trained_ranges=lambda: self.resources.trained_ranges(model, paper=config.method == "guided-paper"))
+                            trained_ranges=lambda: self.resources.trained_ranges(model, config.method))
 
     def warm_up(self) -> None:
         """Load what the first click needs (``Resources.warm_up``); when the models are compiled, also render each
@@ -178,7 +178,7 @@ class Engine:
             if config.method in GUIDED:
                 from alignment.diffusion_sampler import sample_guided
 
-                network = self.resources.network(config.model, paper=config.method == "guided-paper")
+                network = self.resources.network(config.model, config.method)
                 result = sample_guided(pipe, prompt, network=network, beta=knobs["beta"], eta=knobs["eta"],
                                        alpha=knobs["alpha"], seed=seed, preset=preset)
                 image = result.images[0]
@@ -275,7 +275,8 @@ class Engine:
         family = self.family(model)
         notes: list[str] = []
         if family == "diffusion":
-            aligned = Config.of(model, guided_method(estimator), beta=defaults.DIFFUSION_BETA if beta is None else beta,
+            aligned = Config.of(model, guided_method(estimator),
+                                beta=defaults.DIFFUSION_BETA if beta is None else beta,
                                 eta=defaults.DIFFUSION_ETA if eta is None else eta,
                                 alpha=defaults.DIFFUSION_ALPHA if alpha is None else alpha)
         else:

@@ -131,9 +131,10 @@ class Resources:
                 self._rewards[spec] = reward
             return self._rewards[spec]
 
-    def network(self, model: str, paper: bool = False):
-        """The model's guidance network (diffusion models; with ``paper`` the one trained with the paper's
-        objective), loaded once; ``Unavailable`` when missing."""
+    def network(self, model: str, method: str = "guided"):
+        """The guidance network a guided ``method`` of a diffusion model follows (``"guided-paper"``: the one
+        trained with the paper's objective), loaded once; ``Unavailable`` when missing."""
+        paper = method == "guided-paper"
         path = self.settings.guidance_for(model, paper=paper)
         if path is None:
             variable = "STUDIO_PAPER_GUIDANCE" if paper else "STUDIO_GUIDANCE"
@@ -157,9 +158,9 @@ class Resources:
                 self._networks[path] = network
             return self._networks[path]
 
-    def trained_ranges(self, model: str, paper: bool = False) -> tuple[tuple[float, float], tuple[float, float]]:
-        """(β range, η range) the model's guidance network was trained for; ``Unavailable`` when it is missing."""
-        config = self.network(model, paper=paper).config
+    def trained_ranges(self, model: str, method: str = "guided") -> tuple[tuple[float, float], tuple[float, float]]:
+        """(β range, η range) the guidance network of ``method`` was trained for; ``Unavailable`` when missing."""
+        config = self.network(model, method).config
         return tuple(map(float, config.beta_range)), tuple(map(float, config.eta_range))
 
     def bank(self, model: str):
@@ -177,7 +178,7 @@ class Resources:
         """None when ``config`` can be rendered now, else why not."""
         try:
             if config.method in GUIDED:
-                self.network(config.model, paper=config.method == "guided-paper")
+                self.network(config.model, config.method)
             if config.method in ("is", "fk", "bon"):
                 self.reward(config.model)
         except Unavailable as e:

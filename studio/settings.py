@@ -103,7 +103,8 @@ class StudioSettings:
         if compile not in COMPILE_CHOICES:
             raise ValueError(f"STUDIO_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, not {compile!r}")
         return cls(chosen, device, os.environ.get("STUDIO_REWARD") or None, os.environ.get("STUDIO_GUIDANCE") or None,
-                   os.environ.get("STUDIO_PAPER_GUIDANCE") or None, max_n, hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
+                   os.environ.get("STUDIO_PAPER_GUIDANCE") or None, max_n,
+                   hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
                    hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"),
                    compile=compile)
 

@@ -20,8 +20,9 @@ deterministic few-step samplers of SDXL-Turbo-class models it is a price on how 
 with ``κ`` (``--kl-weight``) setting its units. With ``--pair-temperature T`` the reward term compares each guided
 image with the pretrained sampler's image from the same noise and prompt (made without gradients), as a vote would:
 ``−T·log σ((r − r_base)/T)`` (:func:`reward_term`), whose gradient weighs a pair by the chance it still loses, so the
-network is pushed to win more pairs rather than to win some by much; for large ``T`` it is ``−(r − r_base)/2``. ``η`` weights the consistency term of the paper's objective, which
-this one has not: it is drawn and passed so the network learns not to depend on it. Resumes from ``--work``;
+network is pushed to win more pairs rather than to win some by much; for large ``T`` it is ``−(r − r_base)/2``.
+``η`` weights the consistency term of the paper's objective, which this one has not: it is drawn and passed so the
+network learns not to depend on it. Resumes from ``--work``;
 pauses at ``--max-minutes``; stops with a clear message on a NaN loss (``training/loop.py``).
 """
 
@@ -200,13 +201,13 @@ def run(cfg: GuidanceControlConfig) -> bool:
     def export(step: int, finished: bool) -> None:
         net = copy.deepcopy(accelerator.unwrap_model(network)).to("cpu", torch.float16)
         net.save_pretrained(cfg.export)  # small file; loads as fp32
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
         (Path(cfg.export) / "training.json").write_text(json.dumps(
-            {"objective": "guidance-control", "step": step, "finished": finished, "model": cfg.model,
-             "reward": cfg.reward, "kl_weight": cfg.kl_weight, "pair_temperature": cfg.pair_temperature,
-             "batch_size": cfg.batch_size,
-             "processes": accelerator.num_processes, "lr": cfg.lr, "init_from": str(cfg.init_from) if cfg.init_from else None,
-             "captions": str(cfg.captions) if cfg.captions else "toy world training split",
-             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()},
+            {"objective": "guidance-control", "step": step, "finished": finished,
+             "processes": accelerator.num_processes,
+             **{k: settings[k] for k in ("model", "reward", "kl_weight", "pair_temperature", "batch_size", "lr",
+                                         "init_from")},
+             "captions": settings["captions"] or "toy world training split", "settings": settings,
              "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": device_name(device),
              "minutes_this_run": round((time.time() - started) / 60, 1)}, indent=1))
 

@@ -23,7 +23,7 @@ wait
 for spec in $RUNS; do name=${spec%%:*}; echo "== $name"; tr '\r' '\n' < $W/train-$name.log | grep -v "Loading\|^\s*$" | tail -3 | cut -c1-300; done
 echo "training done $(( $(date +%s) - T0 )) s"
 M="base bon:n=2"
-for b in 0.02 0.05 0.1 0.3; do for a in 1 1.5 2; do M="$M guided:beta=$b,eta=1,alpha=$a"; done; done
+for b in 0.05 0.1 0.3; do for a in 1 1.5 2; do M="$M guided:beta=$b,eta=1,alpha=$a"; done; done
 for spec in $RUNS; do
   name=${spec%%:*}
   [ -f $W/$name/config.json ] || continue

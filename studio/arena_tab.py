@@ -194,13 +194,17 @@ def build_arena(session: ArenaSession) -> None:
             right = gr.Image(label="Right", type="pil", format="png", height=256, interactive=False,
                              buttons=["fullscreen"], alt_text="right image", elem_id="arena-right")
             right_md = gr.Markdown(elem_id="arena-right-reward")
-    with gr.Row():
-        buttons = {c: gr.Button(label, interactive=False, elem_id=f"arena-vote-{c}") for c, label in CHOICES.items()}
+    # The vote buttons show while a pair waits for its vote; after it, "Next pair" takes their place. One update of
+    # the row (not one per button) per event: Gradio rebuilds a component for every update it sends, which under
+    # many voters at once is a good part of the server's time.
+    with gr.Row(visible=False, elem_id="arena-votes") as vote_row:
+        buttons = {c: gr.Button(label, elem_id=f"arena-vote-{c}") for c, label in CHOICES.items()}
+    next_pair = gr.Button("Next pair ▶", variant="primary", visible=False, elem_id="arena-next")
     reveal_md = gr.Markdown(elem_id="arena-reveal")
     status = gr.Markdown(elem_id="arena-status")
-    next_pair = gr.Button("Next pair ▶", variant="primary", visible=False, elem_id="arena-next")
 
-    vote_buttons = list(buttons.values())
+    def shown(waiting_for_vote: bool) -> tuple:  # (vote row, next pair); fresh dicts, as Gradio edits them
+        return gr.update(visible=waiting_for_vote), gr.update(visible=not waiting_for_vote)
 
     @gpu
     @page_errors
@@ -213,9 +217,9 @@ def build_arena(session: ArenaSession) -> None:
         except VoteRefused as e:
             raise gr.Error(str(e), title="Vote limit") from e
         return (new_state, left_image, right_image, "", "", "", f"{left_votes} votes left in this session.",
-                *[gr.update(interactive=True)] * len(vote_buttons), gr.update(visible=False))
+                *shown(True))
 
-    pair_outputs = [state, left, right, left_md, right_md, reveal_md, status, *vote_buttons, next_pair]
+    pair_outputs = [state, left, right, left_md, right_md, reveal_md, status, vote_row, next_pair]
     pair_event = dict(fn=make_pair, inputs=[state, prompt, pairing, labels], outputs=pair_outputs,
                       concurrency_id=PAIR_GROUP, concurrency_limit=PAIR_CONCURRENCY)
     new.click(api_name="arena_pair", **pair_event)
@@ -228,16 +232,14 @@ def build_arena(session: ArenaSession) -> None:
                 new_state, reveal, left_votes = session.vote(pair_state, choice)
             except VoteRefused as e:
                 gr.Warning(str(e))
-                return (pair_state, gr.update(), gr.update(), gr.update(), str(e),
-                        *[gr.update(interactive=False)] * len(vote_buttons), gr.update(visible=True))
+                return (pair_state, gr.update(), gr.update(), gr.update(), str(e), *shown(False))
             return (new_state, reveal_markdown(reveal), reward_caption(reveal.left), reward_caption(reveal.right),
-                    f"Vote saved. {left_votes} votes left in this session.",
-                    *[gr.update(interactive=False)] * len(vote_buttons), gr.update(visible=True))
+                    f"Vote saved. {left_votes} votes left in this session.", *shown(False))
         vote.__name__ = f"vote_{choice}"
         return vote
 
     for choice, button in buttons.items():
-        button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status, *vote_buttons,
+        button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status, vote_row,
                                                            next_pair],
                      api_name=f"vote_{choice}", concurrency_id=VOTE_GROUP, concurrency_limit=VOTE_CONCURRENCY)
     shuffle.click(lambda: random.choice(EXAMPLES)[0], outputs=prompt, api_name=False, queue=False)

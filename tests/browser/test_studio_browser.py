@@ -77,7 +77,7 @@ def test_arena_vote_is_blind_then_revealed_and_stored(page, screenshots, studio_
     page.get_by_role("tab", name="Arena").click()
     page.click("#arena-new")
     page.locator("#arena-vote-left").wait_for(state="visible")
-    page.wait_for_function("!document.querySelector('#arena-vote-left').disabled")
+    assert page.locator("#arena-next").is_hidden()
     left, right = image_src(page, "arena-left"), image_src(page, "arena-right")
     # before the vote nothing on the page or in the images' addresses names a configuration
     for element in ("#arena-left", "#arena-right", "#arena-reveal", "#arena-status", "#arena-left-reward",
@@ -92,7 +92,8 @@ def test_arena_vote_is_blind_then_revealed_and_stored(page, screenshots, studio_
     page.wait_for_function("document.querySelector('#arena-reveal')?.innerText.includes('You chose')")
     reveal = page.inner_text("#arena-reveal")
     assert "Left:" in reveal and "Right:" in reveal and "toy-" in reveal
-    assert page.locator("#arena-vote-left").is_disabled()
+    page.locator("#arena-next").wait_for(state="visible")  # in place of the vote buttons, now hidden
+    assert page.locator("#arena-vote-left").is_hidden()
     shot(page, screenshots, "arena-after-vote")
 
     with sqlite3.connect(data / "studio.sqlite") as db:
@@ -103,7 +104,7 @@ def test_arena_vote_is_blind_then_revealed_and_stored(page, screenshots, studio_
     assert left_label in reveal.replace("\\", "")
 
     page.click("#arena-next")
-    page.wait_for_function("!document.querySelector('#arena-vote-left').disabled")
+    page.locator("#arena-vote-left").wait_for(state="visible")
     assert page.inner_text("#arena-reveal").strip() == ""
     assert image_src(page, "arena-left") not in (left, right) or image_src(page, "arena-right") not in (left, right)
 

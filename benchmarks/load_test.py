@@ -312,8 +312,8 @@ class Connection:
 
 
 class Studio:
-    """The page's HTTP API as a browser speaks it: ``/config`` for the event ids, then for each event
-    ``queue/join`` and the session's event stream until the event completes."""
+    """The page's HTTP API as a browser speaks it: ``/config`` for the event ids, then for each queued event
+    ``queue/join`` and the session's event stream until the event completes; for the others one POST."""
 
     def __init__(self, url: str, client):
         self.url = url.rstrip("/") + "/"
@@ -321,20 +321,31 @@ class Studio:
         self.path = httpx.URL(self.api).path  # for a voter's own Connection
         self.client = client
         self.fn_index: dict[str, int] = {}
+        self.unqueued: set[str] = set()  # events the page sends straight to ``run/<api name>`` (``queue=False``)
 
     async def connect(self) -> None:
         response = await self.client.get(self.url + "config")
         response.raise_for_status()
-        self.fn_index = {d["api_name"]: d["id"] for d in response.json()["dependencies"] if d.get("api_name")}
+        dependencies = [d for d in response.json()["dependencies"] if d.get("api_name")]
+        self.fn_index = {d["api_name"]: d["id"] for d in dependencies}
+        self.unqueued = {d["api_name"] for d in dependencies if d.get("queue") is False}
         missing = {"arena_pair", *(f"vote_{c}" for c in CHOICES)} - set(self.fn_index)
         if missing:
             raise RuntimeError(f"the page at {self.url} has no API named {', '.join(sorted(missing))}")
 
     async def call(self, api_name: str, data: list, session: str, connection: Connection | None = None) -> dict:
         """The event's ``process_completed`` message (``success``, and ``output``: ``data`` or ``error``), through
-        the voter's ``connection`` when given, else the httpx client."""
+        the voter's ``connection`` when given, else the httpx client. An event outside the queue (the votes) is one
+        POST to ``run/<api name>``, as the page sends it."""
         join = {"data": data, "fn_index": self.fn_index[api_name], "session_hash": session, "event_data": None,
                 "trigger_id": None}
+        if api_name in self.unqueued:
+            if connection is not None:
+                status, body = await connection.post_json(f"{self.path}run/{api_name}", join)
+            else:
+                response = await self.client.post(f"{self.api}run/{api_name}", json=join)
+                status, body = response.status_code, response.json()
+            return {"success": status == 200, "output": body}
         if connection is not None:
             status, joined = await connection.post_json(self.path + "queue/join", join)
             if status != 200 or not isinstance(joined, dict):

@@ -27,11 +27,12 @@ from .store import MAX_SEED, Store, StoreError, VoteRefused
 
 PAIRINGS = ("baseline vs aligned", "any two of the list")
 CHOICES = {"left": "👈 Left is better", "right": "👉 Right is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
-# Gradio concurrency groups. Votes have their own, so a vote never queues behind a pair being made, and pairs
-# have theirs, apart from Explore's "models": the engine's own lock keeps model work one at a time, while the rest
-# of a pair (the store's writes, the images' encoding) overlaps with other pairs'.
+# Pairs have a Gradio concurrency group of their own, apart from Explore's "models": the engine's own lock keeps
+# model work one at a time, while the rest of a pair (the store's writes, the images' encoding) overlaps with other
+# pairs'. Votes skip Gradio's queue altogether (``queue=False``: one HTTP request, answered at once by a worker
+# thread), so a vote never waits behind a pair being made, and costs the server about half what a queued event
+# does; the store serialises the writes.
 PAIR_GROUP, PAIR_CONCURRENCY = "arena-pairs", 4
-VOTE_GROUP, VOTE_CONCURRENCY = "arena-votes", 8
 CHOSEN = {"left": "the left image", "right": "the right image", "tie": "a tie", "both_bad": "both bad"}
 
 
@@ -241,5 +242,5 @@ def build_arena(session: ArenaSession) -> None:
     for choice, button in buttons.items():
         button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status, vote_row,
                                                            next_pair],
-                     api_name=f"vote_{choice}", concurrency_id=VOTE_GROUP, concurrency_limit=VOTE_CONCURRENCY)
+                     api_name=f"vote_{choice}", queue=False)
     shuffle.click(lambda: random.choice(EXAMPLES)[0], outputs=prompt, api_name=False, queue=False)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from benchmarks import load_test
 from benchmarks.load_test import PAIRING, Connection, Studio, run_coroutine
-from studio.arena_tab import PAIR_CONCURRENCY, PAIR_GROUP, VOTE_GROUP
+from studio.arena_tab import PAIR_CONCURRENCY, PAIR_GROUP
 from studio.store import Store
 
 
@@ -71,12 +71,14 @@ def _pair(page, session, prompt, connection):
     return page.call("arena_pair", [None, prompt, PAIRING, labels], session, connection)
 
 
-def test_votes_and_pairs_have_their_own_concurrency_groups(studio):
+def test_pairs_have_their_own_concurrency_group_and_votes_skip_the_queue(studio):
     _, _, demo = studio
-    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values() if fn.api_name}
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    groups = {name: (fn.concurrency_id, fn.concurrency_limit) for name, fn in fns.items()}
     assert groups["arena_pair"] == (PAIR_GROUP, PAIR_CONCURRENCY) and PAIR_CONCURRENCY > 1
     assert groups["explore"][0] == "models" and PAIR_GROUP != "models"
-    assert {groups[f"vote_{c}"][0] for c in load_test.CHOICES} == {VOTE_GROUP} != {PAIR_GROUP}
+    assert fns["arena_pair"].queue is not False
+    assert all(fns[f"vote_{c}"].queue is False for c in load_test.CHOICES)
 
 
 def test_a_vote_does_not_wait_for_pairs_being_made(studio):
@@ -99,16 +101,19 @@ def test_a_vote_does_not_wait_for_pairs_being_made(studio):
             answer = await asyncio.wait_for(page.call("vote_left", [None], "votefirst0001", voter), 10)
             waited = time.perf_counter() - start
             still_making = not any(task.done() for task in held)
+            again = await asyncio.wait_for(page.call("vote_right", [None], "votefirst0001", voter), 10)
             gates.release.set()
             made = await asyncio.wait_for(asyncio.gather(*held), 60)
             await voter.close()
-            return answer, waited, still_making, made
+            return answer, again, waited, still_making, made, page.unqueued
         finally:
             gates.release.set()
             await client.aclose()
 
-    answer, waited, still_making, made = run_coroutine(scenario())
+    answer, again, waited, still_making, made, unqueued = run_coroutine(scenario())
+    assert {"vote_left", "vote_right"} <= unqueued and "arena_pair" not in unqueued  # votes: one POST to run/…
     assert answer["success"] and answer["output"]["data"][4].startswith(load_test.ACK), answer
+    assert again["success"] and "already voted" in again["output"]["data"][4], again  # a double click: refused
     assert still_making, "the held pairs should still have been in the making while the vote was answered"
     assert waited < 5, f"the vote waited {waited:.1f} s"
     assert all(m["success"] for m in made), [m for m in made if not m["success"]][:1]

@@ -4,19 +4,19 @@ revealed. Pure logic over the store (no Gradio).
 
     arena = Arena(store, rng=random.Random(0))
     a, b = arena.matchup(["toy-sdxl · baseline", "toy-sdxl · guided · β=0.5"])   # which two to generate next
-    pair = arena.pair(session, generation_a, generation_b)   # BlindPair: comparison id, prompt, two images
+    pair = arena.pair(session, generation_a, generation_b)   # BlindPair: comparison id, prompt, two image files
     reveal = arena.vote(session, pair.comparison_id, "left")  # Reveal: both configurations, rewards, the choice
 
 What reaches the browser before the vote is a :class:`BlindPair` and nothing else: a random comparison id, the
-prompt, and two images re-encoded from their pixels (no file name, no metadata).
+prompt, and the store's two PNG files, written from the images' pixels alone (no metadata) and named by the hash of
+their content. The page serves those files as they are: no second encoding on the way out.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-from PIL import Image
+from pathlib import Path
 
 from .store import Store
 
@@ -27,8 +27,8 @@ class BlindPair:
 
     comparison_id: str
     prompt: str
-    left: Image.Image
-    right: Image.Image
+    left: Path   # the store's PNG of each side (``Image.open`` it for the pixels)
+    right: Path
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class Arena:
         (VoteRefused) when the session has no votes left, so no pair is shown that can't be voted on."""
         left, right = (generation_b, generation_a) if self.rng.random() < 0.5 else (generation_a, generation_b)
         shown = self.store.show_pair(session_id, left, right)  # one transaction
-        return BlindPair(shown["id"], shown["left"]["prompt"], self.store.image(shown["left"]["image_sha256"]),
-                         self.store.image(shown["right"]["image_sha256"]))
+        return BlindPair(shown["id"], shown["left"]["prompt"], self.store.image_path(shown["left"]["image_sha256"]),
+                         self.store.image_path(shown["right"]["image_sha256"]))
 
     def vote(self, session_id: str, comparison_id: str, choice: str) -> Reveal:
         """Record the vote (exactly once: a repeat raises VoteRefused) and reveal both configurations."""

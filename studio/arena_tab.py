@@ -1,9 +1,9 @@
 """The Arena tab: a blind pair for a prompt, a vote (left, right, tie, both bad), then the reveal and the next pair.
 
-What reaches the browser before the vote is two images (re-encoded from their pixels by the store: no file name,
-text chunk or other metadata) and generic progress text; the configurations, seeds and rewards stay on the server
-(in the session's ``gr.State``, which never leaves it) until the vote is stored. Sides are swapped at random by
-``studio.arena.Arena``; the per-session and per-client vote caps are the store's.
+What reaches the browser before the vote is two images (the store's PNG files, written from the pixels alone and
+named by their content's hash: no text chunk or other metadata) and generic progress text; the configurations,
+seeds and rewards stay on the server (in the session's ``gr.State``, which never leaves it) until the vote is stored.
+Sides are swapped at random by ``studio.arena.Arena``; the per-session and per-client vote caps are the store's.
 
 ``ArenaSession`` holds the logic without Gradio components, so tests can drive it directly.
 """
@@ -119,7 +119,8 @@ class ArenaSession:
 
     def new_pair(self, state: PairState | None, prompt, pairing, labels, address: str | None = None,
                  progress=None):
-        """(state, left image, right image, votes left). Generic progress text only: nothing names a config."""
+        """(state, left image file, right image file, votes left). Generic progress text only: nothing names a
+        configuration."""
         from alignment import check_prompt
 
         store = self._store()
@@ -174,6 +175,11 @@ def reward_caption(generation: dict) -> str:
 
 def build_arena(session: ArenaSession) -> None:
     """The tab's components and events (inside a ``gr.Tab``)."""
+    if session.store is not None:
+        # the pair's images are served from the store's folder as they are, not decoded, encoded again and copied
+        # into Gradio's cache (at 1024² that is most of a pair's time outside the model); the files are named by
+        # the hash of their content, so a name says nothing a voter could not see in the image
+        gr.set_static_paths([session.store.images.folder])
     state = gr.State(None)
 
     gr.Markdown("Two images for your prompt, made by two configurations you can't see; the sides are random. "
@@ -188,11 +194,11 @@ def build_arena(session: ArenaSession) -> None:
                                elem_id="arena-configs")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):
-            left = gr.Image(label="Left", type="pil", format="png", height=256, interactive=False,
+            left = gr.Image(label="Left", type="filepath", format="png", height=256, interactive=False,
                             buttons=["fullscreen"], alt_text="left image", elem_id="arena-left")
             left_md = gr.Markdown(elem_id="arena-left-reward")
         with gr.Column(elem_classes="studio-image"):
-            right = gr.Image(label="Right", type="pil", format="png", height=256, interactive=False,
+            right = gr.Image(label="Right", type="filepath", format="png", height=256, interactive=False,
                              buttons=["fullscreen"], alt_text="right image", elem_id="arena-right")
             right_md = gr.Markdown(elem_id="arena-right-reward")
     # The vote buttons show while a pair waits for its vote; after it, "Next pair" takes their place. One update of

@@ -18,6 +18,7 @@ from .components import Dropdown, Number, Slider, text
 from .engine import Engine, ExploreView
 from .errors import page_errors
 from .settings import gpu
+from .shown_images import ShownImages
 from .store import MAX_SEED
 
 EXAMPLES = [
@@ -116,29 +117,37 @@ def check_sent(beta, eta, alpha, n) -> None:
             raise ValueError(f"{name} must be a number, not empty")
 
 
-def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
+def as_shown(image, to_file=None):
+    """The image as the page receives it: a file path through ``to_file`` (``studio.shown_images``), else as is."""
+    return image if to_file is None or image is None else to_file(image)
+
+
+def run_explore(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None,
+                to_file=None):
     """The tab's outputs: baseline image and caption, aligned image and caption, best-of-N image and caption, the
-    ESS figure and the summary. Notes (a missing network, a degenerate bank) also pop up as warnings."""
+    ESS figure and the summary. Notes (a missing network, a degenerate bank) also pop up as warnings. Images are
+    PIL images, or what ``to_file`` makes of them (the page: files it serves as they are)."""
     check_sent(beta, eta, alpha, n)
     view = engine.explore(model, prompt, seed, beta=beta, eta=eta, alpha=alpha, n=n, estimator=estimator,
                           progress=progress)
     for note in view.notes:
         gr.Warning(note)
-    return (view.baseline.image, caption(view.baseline),
-            view.aligned.image if view.aligned else None, caption(view.aligned),
-            view.best_of_n.image if view.best_of_n else None, caption(view.best_of_n),
+    return (as_shown(view.baseline.image, to_file), caption(view.baseline),
+            as_shown(view.aligned.image if view.aligned else None, to_file), caption(view.aligned),
+            as_shown(view.best_of_n.image if view.best_of_n else None, to_file), caption(view.best_of_n),
             ess_figure(view), describe(view))
 
 
-def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None):
+def explore_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, estimator=None, progress=None,
+                  to_file=None):
     """``run_explore`` as the page's generator: when a flow bank must be made first (seconds), the baseline is
     shown at once and the rest follows; otherwise one answer. Last, what the page now shows (see ``shown_key``)."""
     check_sent(beta, eta, alpha, n)
     if not engine.bank_ready(model, prompt, seed, n):
         panel = engine.baseline(model, prompt, seed)
-        yield (panel.image, caption(panel), *[gr.skip()] * 5, f"Making the bank of {int(float(n))} samples…",
-               gr.skip())
-    yield (*run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress),
+        yield (as_shown(panel.image, to_file), caption(panel), *[gr.skip()] * 5,
+               f"Making the bank of {int(float(n))} samples…", gr.skip())
+    yield (*run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress, to_file),
            shown_key(model, prompt, seed, n))
 
 
@@ -148,12 +157,12 @@ def shown_key(model, prompt, seed, n) -> tuple:
 
 
 def retune_steps(engine: Engine, model, prompt, seed, beta, eta, alpha, n, shown, estimator=None,
-                 progress=None) -> tuple:
+                 progress=None, to_file=None) -> tuple:
     """A slider moved: ``run_explore`` as one answer, not a stream (a streaming handler costs Gradio a second round
     through its queue, ~5 ms), without the baseline and best-of-N images when they are the ones on the page
     (``shown``), so the browser does not fetch them again (on the server this saves only ~2 ms: Gradio builds a
     component for every skipped output)."""
-    out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress))
+    out = list(run_explore(engine, model, prompt, seed, beta, eta, alpha, n, estimator, progress, to_file))
     key = shown_key(model, prompt, seed, n)
     if shown is not None and tuple(shown[:3]) == key[:3]:
         out[0] = gr.skip()
@@ -194,18 +203,20 @@ def _first_family(engine: Engine, model: str) -> str:
 def build_explore(engine: Engine) -> None:
     """The tab's components and events (inside a ``gr.Tab``)."""
     models = list(engine.models)
+    files = ShownImages()
+    gr.set_static_paths([files.folder])  # served as written: Gradio neither encodes nor copies them again
 
     @gpu
     @page_errors
     def explore(model, prompt, seed, beta, eta, alpha, n, estimator="tuned", progress=gr.Progress()):
         yield from explore_steps(engine, model, prompt, seed, beta, eta, alpha, n, estimator,
-                                 progress=lambda f, desc: progress(f, desc=desc))
+                                 progress=lambda f, desc: progress(f, desc=desc), to_file=files)
 
     @gpu
     @page_errors
     def retune(model, prompt, seed, beta, eta, alpha, n, estimator, shown, progress=gr.Progress()):
         return retune_steps(engine, model, prompt, seed, beta, eta, alpha, n, shown, estimator,
-                            progress=lambda f, desc: progress(f, desc=desc))
+                            progress=lambda f, desc: progress(f, desc=desc), to_file=files)
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -232,15 +243,15 @@ def build_explore(engine: Engine) -> None:
     generate = gr.Button("Generate", variant="primary", elem_id="explore-generate")
     with gr.Row():
         with gr.Column(elem_classes="studio-image"):
-            base_img = gr.Image(label="Baseline", type="pil", format="png", height=256, interactive=False,
+            base_img = gr.Image(label="Baseline", type="filepath", format="png", height=256, interactive=False,
                                 buttons=["download", "fullscreen"], elem_id="explore-baseline")
             base_md = gr.Markdown(elem_id="explore-baseline-reward")
         with gr.Column(elem_classes="studio-image"):
-            aligned_img = gr.Image(label="Aligned", type="pil", format="png", height=256, interactive=False,
+            aligned_img = gr.Image(label="Aligned", type="filepath", format="png", height=256, interactive=False,
                                    buttons=["download", "fullscreen"], elem_id="explore-aligned")
             aligned_md = gr.Markdown(elem_id="explore-aligned-reward")
         with gr.Column(elem_classes="studio-image", visible=not diffusion) as bon_col:
-            bon_img = gr.Image(label="Best-of-N (same bank)", type="pil", format="png", height=256,
+            bon_img = gr.Image(label="Best-of-N (same bank)", type="filepath", format="png", height=256,
                                interactive=False, buttons=["download", "fullscreen"], elem_id="explore-bon")
             bon_md = gr.Markdown(elem_id="explore-bon-reward")
     ess_plot = gr.Plot(label="ESS", visible=not diffusion, elem_id="explore-ess")

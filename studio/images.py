@@ -19,10 +19,13 @@ from PIL import Image
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 MAX_SIDE = 4096
+# zlib's fastest level: at 1024² about a fifth of the default level's (6) time for a sixth more bytes on a decoder's
+# smooth output (noise does not compress at any level); an Arena pair waits for it (benchmarks/page_images.py)
+PNG_LEVEL = 1
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """The image's pixels as a PNG without any metadata (RGB, or RGBA when it has transparency)."""
+def png_bytes(image: Image.Image, level: int = PNG_LEVEL) -> bytes:
+    """The image's pixels as a PNG without any metadata (RGB, or RGBA when it has transparency), zlib ``level``."""
     if not isinstance(image, Image.Image):
         raise ValueError(f"expected a PIL image, not {type(image).__name__}")
     width, height = image.size
@@ -31,13 +34,15 @@ def png_bytes(image: Image.Image) -> bytes:
     mode = "RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB"
     pixels = Image.fromarray(np.asarray(image.convert(mode)), mode=mode)  # a fresh image: no .info carried over
     buf = io.BytesIO()
-    pixels.save(buf, format="PNG", optimize=False)
+    pixels.save(buf, format="PNG", optimize=False, compress_level=level)
     return buf.getvalue()
 
 
 class ImageStore:
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path, png_level: int = PNG_LEVEL, durable: bool = True):
+        """``durable``: each file is flushed to the disk before it appears (the vote store); off for files that
+        only live as long as the server (the Explore tab's)."""
+        self.folder, self.png_level, self.durable = Path(folder), png_level, durable
 
     def path(self, sha256: str) -> Path:
         if not isinstance(sha256, str) or not _HASH.match(sha256):
@@ -46,7 +51,7 @@ class ImageStore:
 
     def put(self, image: Image.Image) -> str:
         """Store the image (once) and return its hash."""
-        data = png_bytes(image)
+        data = png_bytes(image, self.png_level)
         sha256 = hashlib.sha256(data).hexdigest()
         path = self.path(sha256)
         if path.exists():
@@ -57,8 +62,9 @@ class ImageStore:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

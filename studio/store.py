@@ -524,6 +524,13 @@ class Store:
     def image(self, sha256: str) -> Image.Image:
         return self.images.get(sha256)
 
+    def image_path(self, sha256: str) -> Path:
+        """The stored PNG's file (FileNotFoundError when it is missing)."""
+        path = self.images.path(sha256)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {sha256} is not in {self.images.folder}")
+        return path
+
     def vote_records(self):
         """Every vote joined with its prompt and both generations: a DataFrame in the form that
         ``studio.ratings`` and ``studio.dashboard`` take (columns: ``studio.vote_records``)."""

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_studio_helpers import PROMPT, REWARD, studio_engine, studio_store  # noqa: F401  (fixtures)
 
 from studio.arena_tab import PAIRINGS, ArenaSession, PairState, client_address, reveal_markdown
@@ -29,7 +30,8 @@ def test_pair_vote_reveal_and_the_database(session, studio_store):
     state, left, right, votes_left = session.new_pair(None, PROMPT, PAIRINGS[0], None, "203.0.113.7",
                                                       progress=lambda f, desc=None: progress.append(desc))
     assert isinstance(state, PairState) and state.session_id and state.comparison_id and not state.voted
-    assert left.size == right.size == (64, 64) and left.info == right.info == {} and votes_left == 3
+    left, right = Image.open(left), Image.open(right)  # the store's files, served as they are
+    assert left.size == right.size == (64, 64) and set(left.info) | set(right.info) <= {"dpi"} and votes_left == 3
     assert set(progress) == {"Making the pair…"}, "progress text names no configuration"
     state, reveal, votes_left = session.vote(state, "right")
     assert state.voted and votes_left == 2

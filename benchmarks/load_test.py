@@ -414,8 +414,8 @@ async def _vote_rounds(studio, run, index, votes, labels, log, deadline, connect
             log["errors"].append(f"voter {index} round {round_}: {type(e).__name__}: {str(e)[:200]}")
             continue
         data = (answer.get("output") or {}).get("data") or []
-        status = data[4] if answer.get("success") and len(data) > 4 else None  # the page's status line
-        if isinstance(status, str) and status.startswith(ACK):
+        # the page's status line: whichever text output says the vote was saved (its place differs between versions)
+        if answer.get("success") and any(isinstance(value, str) and value.startswith(ACK) for value in data):
             log["acknowledged"][prompt] = (index, choice)
         else:
             log["errors"].append(f"voter {index} vote {round_}: {str(answer.get('output'))[:200]}")

@@ -5,6 +5,7 @@ revealed. Pure logic over the store (no Gradio).
     arena = Arena(store, rng=random.Random(0))
     a, b = arena.matchup(["toy-sdxl · baseline", "toy-sdxl · guided · β=0.5"])   # which two to generate next
     pair = arena.pair(session, generation_a, generation_b)   # BlindPair: comparison id, prompt, two image files
+    pair = arena.new_pair(session, prompt, side_a, side_b)   # the same for two generations not stored yet
     reveal = arena.vote(session, pair.comparison_id, "left")  # Reveal: both configurations, rewards, the choice
 
 What reaches the browser before the vote is a :class:`BlindPair` and nothing else: a random comparison id, the
@@ -66,10 +67,21 @@ class Arena:
         return a, b
 
     def pair(self, session_id: str, generation_a: int, generation_b: int) -> BlindPair:
-        """A new comparison of two generations of one prompt, sides swapped with probability 1/2. Refused
+        """A new comparison of two stored generations of one prompt, sides swapped with probability 1/2. Refused
         (VoteRefused) when the session has no votes left, so no pair is shown that can't be voted on."""
-        left, right = (generation_b, generation_a) if self.rng.random() < 0.5 else (generation_a, generation_b)
-        shown = self.store.show_pair(session_id, left, right)  # one transaction
+        left, right = self._sides(generation_a, generation_b)
+        return self._blind(self.store.show_pair(session_id, left, right))  # one transaction
+
+    def new_pair(self, session_id: str, prompt: str, side_a: dict, side_b: dict) -> BlindPair:
+        """:meth:`pair` for two generations not stored yet (``Store.add_generations``' dicts), stored with their
+        comparison in one transaction: refused, nothing is stored."""
+        left, right = self._sides(side_a, side_b)
+        return self._blind(self.store.add_pair(session_id, prompt, left, right))
+
+    def _sides(self, a, b) -> tuple:
+        return (b, a) if self.rng.random() < 0.5 else (a, b)
+
+    def _blind(self, shown: dict) -> BlindPair:
         return BlindPair(shown["id"], shown["left"]["prompt"], self.store.image_path(shown["left"]["image_sha256"]),
                          self.store.image_path(shown["right"]["image_sha256"]))
 

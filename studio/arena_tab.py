@@ -141,8 +141,7 @@ class ArenaSession:
             return lambda f, desc=None: progress((done + f) / 2, "Making the pair…")
 
         sides = [self._render(config, prompt, seed, report(i)) for i, config in enumerate((a, b))]
-        ids = store.add_generations(prompt, sides)  # one transaction; model work is over before it starts
-        pair = self.arena.pair(state.session_id, *ids)
+        pair = self.arena.new_pair(state.session_id, prompt, *sides)  # one transaction, after the model work
         state.comparison_id = pair.comparison_id
         state.votes_left = votes_left  # making a pair spends no vote
         return state, pair.left, pair.right, votes_left

@@ -341,12 +341,21 @@ class Store:
     def add_generations(self, prompt: str, generations: list[dict]) -> list[int]:
         """Several generations of one prompt (each a dict of :meth:`add_generation`'s keyword arguments and its
         ``image``) in one transaction, all or none; returns their ids in order. An arena pair is stored so."""
+        write = self._generations_writer(prompt, generations)
+        try:
+            return self._transaction(write)
+        except IntegrityError:  # another writer added the same new prompt between our read and insert
+            return self._transaction(write)
+
+    def _generations_writer(self, prompt: str, generations: list[dict]) -> Callable:
+        """Checks the generations and writes their images (files first: content-addressed, so a file left behind
+        is harmless); returns ``write(session) -> ids`` that adds their rows within a transaction."""
         text = clean_prompt(prompt)
         if not isinstance(generations, (list, tuple)) or not generations:
             raise ValueError("generations must be a non-empty list of dicts")
         rows = [self._generation_fields(**g) for g in generations]  # everything checked before anything is written
         try:
-            shas = [self.images.put(image) for image, _ in rows]  # content-addressed: a file left behind is harmless
+            shas = [self.images.put(image) for image, _ in rows]
         except OSError as e:
             reason = e.strerror or str(e) or type(e).__name__
             raise StoreUnavailable(f"The image couldn't be saved because the image folder can't be written (the "
@@ -360,10 +369,7 @@ class Store:
             s.flush()
             return [row.id for row in added]
 
-        try:
-            return self._transaction(write)
-        except IntegrityError:  # another writer added the same new prompt between our read and insert
-            return self._transaction(write)
+        return write
 
     @staticmethod
     def _generation_fields(*, image: Image.Image, model: str, method: str, config: dict, seed: int,
@@ -393,6 +399,26 @@ class Store:
 
     def _create_comparison(self, session_id: str, left_generation_id: int, right_generation_id: int, *,
                            within_cap: bool) -> dict:
+        return self._transaction(self._comparison_writer(session_id, left_generation_id, right_generation_id,
+                                                         within_cap=within_cap))
+
+    def add_pair(self, session_id: str, prompt: str, left: dict, right: dict) -> dict:
+        """An arena pair in one transaction: both generations (:meth:`add_generations`' dicts) and the comparison
+        that shows them on these sides, refused (VoteRefused, nothing stored) when the session has no votes left;
+        returns the comparison as :meth:`show_pair` does."""
+        add = self._generations_writer(prompt, [left, right])
+
+        def write(s):
+            left_id, right_id = add(s)
+            return self._comparison_writer(session_id, left_id, right_id, within_cap=True)(s)
+
+        try:
+            return self._transaction(write)
+        except IntegrityError:  # another writer added the same new prompt between our read and insert
+            return self._transaction(write)
+
+    def _comparison_writer(self, session_id: str, left_generation_id: int, right_generation_id: int, *,
+                           within_cap: bool) -> Callable:
         comparison_id = secrets.token_hex(16)
 
         def write(s):
@@ -415,7 +441,7 @@ class Store:
                         right_generation_id=right.id, choice=None, left=self._generation(s, left.id),
                         right=self._generation(s, right.id))
 
-        return self._transaction(write)
+        return write
 
     def record_vote(self, session_id: str, comparison_id: str, choice: str) -> int:
         """Store the session's vote on its comparison, exactly once; returns the session's votes left after it.

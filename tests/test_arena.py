@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from studio.arena import Arena, BlindPair
+from studio.schema import Generation
 from studio.store import Store, VoteRefused
 
 BASELINE, GUIDED = "toy-sdxl · baseline", "toy-sdxl · guided · β=0.5 η=1"
@@ -115,4 +116,27 @@ def test_no_pair_is_made_once_the_session_cap_is_reached(tmp_path):
     arena.vote(session, arena.pair(session, baseline, guided).comparison_id, "right")
     with pytest.raises(VoteRefused, match="limit of 1 vote"):
         arena.pair(session, baseline, guided)
+    store.close()
+
+
+def _side(value: int, method: str) -> dict:
+    return dict(image=Image.fromarray(np.full((16, 16, 3), value, np.uint8)), model="toy-sdxl", method=method,
+                config={}, seed=3, rewards={"toy-pickscore": value / 255})
+
+
+def test_a_new_pair_is_stored_with_its_generations_in_one_transaction_or_not_at_all(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'new.sqlite'}", tmp_path / "data", vote_cap=1, client_salt="s")
+    arena, session = Arena(store, random.Random(2)), store.start_session()
+    pair = arena.new_pair(session, "a pink ring", _side(30, "baseline"), _side(220, "guided"))
+    stored = store.comparison(pair.comparison_id)
+    left = store.generation(stored["left_generation_id"])
+    assert left["prompt"] == pair.prompt == "a pink ring" and left["method"] in ("baseline", "guided")
+    assert pair.left == store.image_path(left["image_sha256"])
+    arena.vote(session, pair.comparison_id, "left")
+    with store._session() as s:  # noqa: SLF001 - counting rows
+        before = s.query(Generation).count()
+    with pytest.raises(VoteRefused, match="limit of 1 vote"):  # refused: neither generation is stored
+        arena.new_pair(session, "a pink ring", _side(40, "baseline"), _side(200, "guided"))
+    with store._session() as s:  # noqa: SLF001
+        assert s.query(Generation).count() == before == 2
     store.close()

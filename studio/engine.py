@@ -41,6 +41,7 @@ from .resources import Resources, Unavailable
 from .settings import StudioSettings
 
 log = logging.getLogger("studio.engine")
+WARM_LOG = "studio warm-up done"  # the log line that says the first click will not wait for loading or compiling
 
 Progress = Callable[[float, str], None]
 
@@ -117,17 +118,18 @@ class Engine:
         """Load what the first click needs (``Resources.warm_up``); when the models are compiled, also render each
         model's Explore defaults once, so that the compiler runs now and not on someone's request. Errors are left
         for the click that meets them."""
+        began = time.perf_counter()
         self.resources.warm_up()
-        if not self.settings.compiles(self.settings.device):
-            return
-        for model in self.models:
-            started = time.perf_counter()
-            try:
-                self.explore(model, WARM_UP_PROMPT, 0)
-            except Exception:  # noqa: BLE001 - the page reports it when someone asks; the log says it now
-                log.exception("warm-up render of %s failed", model)
-            else:
-                log.info("%s compiled and rendered in %.1f s", model, time.perf_counter() - started)
+        if self.settings.compiles(self.settings.device):
+            for model in self.models:
+                started = time.perf_counter()
+                try:
+                    self.explore(model, WARM_UP_PROMPT, 0)
+                except Exception:  # noqa: BLE001 - the page reports it when someone asks; the log says it now
+                    log.exception("warm-up render of %s failed", model)
+                else:
+                    log.info("%s compiled and rendered in %.1f s", model, time.perf_counter() - started)
+        log.info("%s in %.1f s", WARM_LOG, time.perf_counter() - began)  # what scripts wait for
 
     def render(self, config: Config, prompt: str, seed: int, progress: Progress | None = None) -> Panel:
         """One image of ``config`` for (prompt, seed), from the cache when it was made before."""

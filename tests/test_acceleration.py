@@ -72,9 +72,9 @@ def test_studio_compile_setting(monkeypatch):
         StudioSettings.from_env()
 
 
-def test_studio_warm_up_accelerates_and_renders_every_model_when_compiling(monkeypatch):
+def test_studio_warm_up_accelerates_and_renders_every_model_when_compiling(monkeypatch, caplog):
     import alignment.acceleration as acceleration
-    from studio.engine import WARM_UP_PROMPT, Engine
+    from studio.engine import WARM_LOG, WARM_UP_PROMPT, Engine
 
     calls = []
     monkeypatch.setattr(acceleration, "accelerate", lambda pipe=None, fullgraph=True, **kw: calls.append(
@@ -82,8 +82,10 @@ def test_studio_warm_up_accelerates_and_renders_every_model_when_compiling(monke
     engine = Engine(StudioSettings(compile="on"))
     rendered = []
     monkeypatch.setattr(engine, "explore", lambda model, prompt, seed, **kw: rendered.append((model, prompt, seed)))
-    engine.warm_up()
+    with caplog.at_level("INFO", logger="studio.engine"):
+        engine.warm_up()
     assert rendered == [(m, WARM_UP_PROMPT, 0) for m in engine.models]
+    assert caplog.messages[-1].startswith(WARM_LOG)  # last: what a script waits for before its first click
     # a server falls back to eager on a graph break rather than failing a request
     assert ("StableDiffusionXLPipeline", [], False) in calls and ("StableDiffusion3Pipeline", [], False) in calls
     assert (None, ["network"], False) in calls and (None, ["reward"], False) in calls

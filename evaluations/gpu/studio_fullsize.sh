@@ -168,16 +168,16 @@ if [ "$up" != 1 ]; then
   jset error "the studio did not start: $(tail -5 "$OUT/server.log" | tr '\n' ' ' | cut -c1-600)"
   finish; exit 1
 fi
-# the warm-up (app.py loads the first model, the reward and the guidance network in the background): let the GPU
-# memory settle before the first click, so the first pair measures the clicked model's own loading
-# (the reward alone is 2 GB: settled means 1 GiB above the idle card and unchanged for 3 s; at most 60 s)
-t=$(now); last=-1
-for _ in $(seq 1 20); do
-  used=$(used_mib)
-  [ "$used" = null ] && break
-  [ "$used" = "$last" ] && [ "$used" -gt $(( IDLE_USED + 1024 )) ] && break
-  last=$used; sleep 3
+# the warm-up (app.py loads the models, the reward and the guidance network in the background, and on CUDA compiles
+# each model and renders it once): wait for its last log line (studio.engine.WARM_LOG), so that the first click
+# measures a warm studio, not the warm-up; at most WARM_S seconds (default 240), bounded by the budget
+t=$(now)
+while [ "$(left)" -gt 120 ] && [ "$(( $(date +%s) - ${t%.*} ))" -lt "${WARM_S:-240}" ]; do
+  grep -q "studio warm-up done" "$OUT/server.log" 2>/dev/null && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 2
 done
+jset stages.warm "$(grep -q "studio warm-up done" "$OUT/server.log" 2>/dev/null && echo true || echo false)"
 jset stages.warm_up_wait_s "$(since "$t")"
 echo "== serving after $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['stages']['server_up_s'])" "$JSON") s; driving it"
 

@@ -14,21 +14,29 @@ class LRU:
     recently used go. ``lock`` (re-entrant) makes a batch of operations atomic when the studio's worker threads
     share the map."""
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int, on_evict: Callable[[Hashable, Any], None] | None = None):
+        """``on_evict(key, value)`` is called (under the lock) for each entry that goes to make room."""
         if int(maxsize) < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self.maxsize = int(maxsize)
+        self.on_evict = on_evict
         self.lock = threading.RLock()
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def _trim(self) -> None:
+        while len(self._items) > self.maxsize:
+            key, value = self._items.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(key, value)
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         with self.lock:
             if key not in self._items:
                 self._items[key] = make()
             self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-            return self._items[key]
+            value = self._items[key]
+            self._trim()
+            return value
 
     def lookup(self, key: Hashable, default: Any = None) -> Any:
         """The value kept for ``key`` (now the most recently used), or ``default``; makes nothing."""
@@ -43,8 +51,7 @@ class LRU:
         with self.lock:
             self._items[key] = value
             self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
+            self._trim()
             return value
 
     def __contains__(self, key: Hashable) -> bool:

@@ -15,11 +15,12 @@ recently shown images and deletes the rest, so a long-running server does not fi
 from __future__ import annotations
 
 import tempfile
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image
+
+from alignment.lru import LRU
 
 from .images import ImageStore
 
@@ -30,29 +31,27 @@ class ShownImages:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.store = ImageStore(folder or tempfile.mkdtemp(prefix="studio-shown-"), durable=False)
         self.folder, self.keep = self.store.folder, int(keep)
-        self._lock = threading.Lock()
-        self._shown: OrderedDict[int, tuple[Image.Image, Path]] = OrderedDict()  # id(image) → (image, file)
+        # id(image) → (image, file); an entry holds its image, so no other object takes that id while it lives.
+        # The LRU's lock makes one image at a time: no file is deleted between another image's write and its entry.
+        self._shown = LRU(self.keep, on_evict=self._release)
         self._users: Counter[Path] = Counter()  # one file may hold several equal images
 
     def __call__(self, image: Image.Image | None) -> str | None:
         if image is None:
             return None
-        with self._lock:  # one at a time: a file is never deleted between another image's write and its entry
-            # the entry holds the image itself, so no other object can take its id while the entry lives
-            entry = self._shown.get(id(image))
-            if entry is not None and entry[0] is image:
-                self._shown.move_to_end(id(image))
-                return str(entry[1])
-            path = self.store.path(self.store.put(image))
-            self._shown[id(image)] = (image, path)
-            self._users[path] += 1
-            while len(self._shown) > self.keep:
-                _, (_, old) = self._shown.popitem(last=False)
-                self._users[old] -= 1
-                if self._users[old] == 0:
-                    del self._users[old]
-                    old.unlink(missing_ok=True)
-            return str(path)
+        return str(self._shown.get(id(image), lambda: (image, self._write(image)))[1])
+
+    def _write(self, image: Image.Image) -> Path:
+        path = self.store.path(self.store.put(image))
+        self._users[path] += 1
+        return path
+
+    def _release(self, _key, entry) -> None:
+        path = entry[1]
+        self._users[path] -= 1
+        if self._users[path] == 0:
+            del self._users[path]
+            path.unlink(missing_ok=True)
 
     def __len__(self) -> int:
         return len(self._shown)

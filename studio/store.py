@@ -341,10 +341,14 @@ class Store:
     def add_generations(self, prompt: str, generations: list[dict]) -> list[int]:
         """Several generations of one prompt (each a dict of :meth:`add_generation`'s keyword arguments and its
         ``image``) in one transaction, all or none; returns their ids in order. An arena pair is stored so."""
-        write = self._generations_writer(prompt, generations)
+        return self._adding_prompt(self._generations_writer(prompt, generations))
+
+    def _adding_prompt(self, write: Callable) -> T:
+        """``write`` in a transaction, once more if another writer added the same new prompt between our read and
+        insert (the unique index refuses the second)."""
         try:
             return self._transaction(write)
-        except IntegrityError:  # another writer added the same new prompt between our read and insert
+        except IntegrityError:
             return self._transaction(write)
 
     def _generations_writer(self, prompt: str, generations: list[dict]) -> Callable:
@@ -412,10 +416,7 @@ class Store:
             left_id, right_id = add(s)
             return self._comparison_writer(session_id, left_id, right_id, within_cap=True)(s)
 
-        try:
-            return self._transaction(write)
-        except IntegrityError:  # another writer added the same new prompt between our read and insert
-            return self._transaction(write)
+        return self._adding_prompt(write)
 
     def _comparison_writer(self, session_id: str, left_generation_id: int, right_generation_id: int, *,
                            within_cap: bool) -> Callable:

@@ -44,3 +44,13 @@ def test_lru_lookup_and_put_make_nothing():
     assert "b" not in cache and cache.lookup("c") == 3
     cache.put("a", 4)  # replaces
     assert cache.get("a", lambda: 5) == 4 and len(cache) == 2
+
+
+def test_lru_tells_what_it_evicts():
+    gone = []
+    lru = LRU(2, on_evict=lambda key, value: gone.append((key, value)))
+    lru.get("a", lambda: 1)
+    lru.put("b", 2)
+    lru.get("a", lambda: 0)  # a is now the most recent
+    lru.put("c", 3)
+    assert gone == [("b", 2)] and sorted(lru._items) == ["a", "c"]  # noqa: SLF001

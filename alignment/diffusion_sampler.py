@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from .diffusion_guidance import check_alpha, check_beta, check_eta, grad_log_h_of, tweedie_x0, vp_coefficients
+from .acceleration import guidance_gradient
+from .diffusion_guidance import check_alpha, check_beta, check_eta, tweedie_x0, vp_coefficients
 from .guidance_network import GuidanceNetwork
 from .lru import LRU
 from .presets import Preset, sampling_settings
@@ -78,7 +79,8 @@ class GuidedUNet(_UNetWrapper):
         # β and η as tensors: a compiled network (alignment/acceleration.py) then keeps one graph for every slider
         # position instead of compiling again for each new value
         beta, eta = (torch.full((n,), float(v), device=sample.device) for v in (self.beta, self.eta))
-        _, grad = grad_log_h_of(self.network, sample[-n:].detach().to(net_dtype), pooled.to(net_dtype), t, beta, eta)
+        gradient = guidance_gradient(self.network)  # CUDA-graphed once accelerated (alignment/acceleration.py)
+        _, grad = gradient(sample[-n:].detach().to(net_dtype), pooled.to(net_dtype), t, beta, eta)
         return -self.alpha * sigma_t.view(-1, 1, 1, 1) * grad.float()
 
 

@@ -6,9 +6,9 @@ compilation) on one GPU, side by side in one run, full-size architectures with r
 * ``sdxl``: SDXL-Turbo 512², one step: baseline and guided (the SDXL-size guidance network) at batch 1 and 8, and
   reward scoring (PickScore architecture) of 8 images, measured eager; then ``accelerate`` and the first call at
   each shape (the compile, reported as ``compile_seconds``); then the same measured again. Correctness: the
-  same seed's image eager and accelerated (mean and max absolute pixel difference, 0–255).
+  same seed's baseline and guided image eager and accelerated (mean and max absolute pixel difference, 0–255).
 * ``sd35``: SD3.5-Large-Turbo 1024², four steps: the baseline image and a β change on a made bank (IS at the
-  default N and K), eager then accelerated, and the compile.
+  default N and K, and with one guided particle), eager then accelerated, and the compile.
 
 Every time is a median of ``--repeats`` interleaved rounds, synchronised; ``--smoke`` runs it all on the toy
 presets on the CPU with ``backend="eager"`` (tracing only), which is what tests/test_acceleration.py does.
@@ -72,7 +72,9 @@ def print_report(model: str, out: dict) -> None:
     for name, row in out["rows"].items():
         print(f"{model} {name}: eager {row['eager_ms']:.1f} ms, accelerated {row['accelerated_ms']:.1f} ms "
               f"({row['speed_up']:.2f}×)", flush=True)
-    print(f"compile {out['compile_seconds']:.1f} s; same seed: {out['same_seed']}; {out['accelerated']}", flush=True)
+    guided = f", guided {out['same_seed_guided']}" if "same_seed_guided" in out else ""
+    print(f"compile {out['compile_seconds']:.1f} s; same seed: {out['same_seed']}{guided}; {out['accelerated']}",
+          flush=True)
 
 
 def bench_sdxl(args) -> dict:
@@ -93,9 +95,13 @@ def bench_sdxl(args) -> dict:
 
     holder["images"] = sample_baseline(pipe, captions, seed=0, preset=preset).images
     reference = sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0]
+    guided_reference = sample_guided(pipe, captions[:1], network=network, beta=1.0, eta=1.0, seed=7,
+                                     preset=preset).images[0]
     configs = {k: v for b in args.batches for k, v in configs_for(b).items()}
     eager, fast, out = eager_then_accelerated(configs, args, "sdxl", pipe=pipe, network=network, reward=reward)
     out["same_seed"] = pixel_difference(reference, sample_baseline(pipe, captions[:1], seed=7, preset=preset).images[0])
+    out["same_seed_guided"] = pixel_difference(guided_reference, sample_guided(
+        pipe, captions[:1], network=network, beta=1.0, eta=1.0, seed=7, preset=preset).images[0])
     for b in args.batches:
         out[f"baseline_images_per_second_b{b}"] = {"eager": b / eager[f"baseline b{b}"]["seconds"],
                                                    "accelerated": b / fast[f"baseline b{b}"]["seconds"]}
@@ -119,7 +125,9 @@ def bench_sd35(args) -> dict:
     reference = baseline(pipe, prompt, seed=7, bank=bank).images[0]
     betas = iter(FLOW_BETA * (1 + k / 100) for k in range(1, 10_000))  # every call a new β: only the guided half runs
     configs = {"baseline": lambda s: baseline(pipe, prompt, seed=s, bank=bank),
-               "β change": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas), bank=bank)}
+               "β change": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas), bank=bank),
+               "β change, one particle": lambda s: sample_is(pipe, prompt, seed=3, n=FLOW_N, beta=next(betas),
+                                                             bank=bank, particles=1)}
     _, _, out = eager_then_accelerated(configs, args, "sd35", pipe=pipe, reward=reward)
     out.update(n=FLOW_N, same_seed=pixel_difference(reference, baseline(pipe, prompt, seed=7, bank=bank).images[0]))
     print_report(preset.name, out)

@@ -4,6 +4,7 @@ generator): the GPU numbers, inductor included, come from ``python -m evaluation
 
 import numpy as np
 import pytest
+import torch
 
 from alignment import load_pipeline
 from alignment.acceleration import REPEATED_BLOCKS, accelerate, compile_regions
@@ -120,3 +121,22 @@ def test_a_compiled_network_keeps_one_graph_across_slider_positions():
     for beta, eta in ((0.3, 1.0), (0.5, 0.5), (1.1, 2.0)):
         sample_guided(pipe, PROMPT, network=network, beta=beta, eta=eta, seed=0, preset=preset)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_guidance_gradient_off_cuda_is_the_eager_gradient():
+    """On the CPU nothing is graphed: accelerate() registers no graph and GraphedGradient takes the eager path,
+    with the same numbers (the CUDA replay is checked against eager by benchmark_compile's same-seed rows)."""
+    from alignment.acceleration import GraphedGradient, guidance_gradient
+    from alignment.diffusion_guidance import grad_log_h_of
+    from alignment.guidance_network import GuidanceNetwork
+
+    torch.manual_seed(0)
+    network = GuidanceNetwork.toy_size().eval().requires_grad_(False)
+    assert "cuda-graphed guidance gradient" not in accelerate(network=network, compile=False)
+    x, text = torch.randn(2, 4, 16, 16), torch.randn(2, 32)
+    t, beta, eta = torch.tensor([999.0, 999.0]), torch.full((2,), 0.5), torch.ones(2)
+    u, grad = grad_log_h_of(network, x, text, t, beta, eta)
+    for fn in (guidance_gradient(network), GraphedGradient(network)):
+        u2, grad2 = fn(x, text, t, beta, eta)
+        assert torch.equal(u, u2) and torch.equal(grad, grad2)
+    assert not GraphedGradient(network).graphs  # nothing captured off CUDA

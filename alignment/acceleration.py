@@ -12,11 +12,12 @@
   compiled graph, so compiling costs about one block's worth however deep the model is, and the code around the
   blocks (the schedulers, the guidance's autograd call, ``repeated_context``'s token bookkeeping) stays eager;
   the VAE decoder, small and with static shapes, is compiled whole;
-* **a CUDA graph of the guidance gradient** (``GraphedGradient``): the guidance network's forward and backward
-  (``∇_{x_t} log h``) captured once per input shape and replayed. The network is small, so eager or compiled its
-  cost is the host launching a few hundred kernels (8 ms at batch 1 on an H100 compiled, against about 1 ms of GPU
-  work); a replay costs one launch. ``guidance_gradient(network)`` is what the sampler calls: the graphed gradient
-  of an accelerated network on CUDA, else the eager one.
+* **CUDA graphs** (``CudaGraphed``) of the calls of one-step sampling: the UNet, the VAE decoder and the guidance
+  network's forward and backward (``∇_{x_t} log h``), each captured once per input shape and replayed. At batch 1
+  their cost is the host launching kernels (the guidance network compiled took 8 ms on an H100 for about 1 ms of GPU
+  work; the eager SDXL-Turbo call spends 127 ms of host time on 35 ms of GPU work); a replay is one launch.
+  ``guidance_gradient(network)`` is what the sampler calls: the graphed gradient of an accelerated network on CUDA,
+  else the eager one.
 
 ``torch.compile`` compiles lazily, on the first call at each new shape: whoever serves requests calls the pipeline
 once per shape at start-up (``studio.resources.Resources.warm_up`` does), so that no request waits for the compiler.
@@ -32,6 +33,7 @@ import threading
 import weakref
 
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
 
 from .diffusion_guidance import grad_log_h_of
@@ -70,58 +72,80 @@ def _diffusers_attention(model: nn.Module) -> bool:
     return bool(processors) and all(type(p).__module__.startswith("diffusers.") for p in processors.values())
 
 
-class GraphedGradient:
-    """``(log h, ∇_{x_t} log h)`` of a guidance network, as ``grad_log_h_of(network, x_t, text, t, β, η)`` returns
-    it, replayed from a CUDA graph captured at the first call of each input signature (shapes, dtypes, device).
-    Inputs are copied into the graph's own tensors and the outputs copied out, so callers keep ordinary tensors;
-    one call at a time (a lock), on the caller's stream. Inputs off CUDA, or while gradients of the network's
-    parameters are wanted, take the eager path."""
+class CudaGraphed:
+    """``fn(*args, **kwargs)`` replayed from a CUDA graph captured at the first call of each signature (the shapes,
+    dtypes and devices of its tensors, the values of everything else, in nested tuples, lists and dicts). Inputs are
+    copied into the graph's own tensors and the outputs copied out, so callers keep ordinary tensors; one call at a
+    time (a lock), on the caller's stream. A call with a tensor off CUDA, an argument that can't be a dictionary
+    key, or while ``eligible()`` is false runs ``fn`` as it is.
 
-    WARMUP = 3  # eager calls on a side stream before capture (cuDNN picks its algorithms, the allocator settles)
+    A replay launches the whole call at once: for the small, launch-bound calls of one-step sampling (the UNet at
+    batch 1, the VAE decoder, the guidance network's forward and backward) the host then no longer paces the GPU.
+    Each signature keeps its own memory pool for the call's intermediates."""
 
-    def __init__(self, network: nn.Module):
-        self.network = network
+    WARMUP = 3  # calls on a side stream before capture (cuDNN picks its algorithms, the compiler runs, memory settles)
+
+    def __init__(self, fn, eligible=lambda: True):
+        self.fn, self.eligible = fn, eligible
         self.graphs: dict[tuple, tuple] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, x_t, text_embeds, timestep, beta, eta):
-        args = (x_t, text_embeds, timestep, beta, eta)
-        if x_t.device.type != "cuda" or not all(isinstance(a, torch.Tensor) for a in args) or any(
-                p.requires_grad for p in self.network.parameters()):
-            return grad_log_h_of(self.network, *args)
-        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+    def __call__(self, *args, **kwargs):
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+        if not tensors or any(not t.is_cuda for t in tensors) or not self.eligible():
+            return self.fn(*args, **kwargs)
+        key = (spec, tuple((tuple(x.shape), x.dtype, x.device) if isinstance(x, torch.Tensor) else x for x in leaves))
+        try:
+            hash(key)
+        except TypeError:
+            return self.fn(*args, **kwargs)
         with self.lock:
             if key not in self.graphs:
-                self.graphs[key] = self._capture(args)
-            static, (u, grad), graph = self.graphs[key]
-            for s, a in zip(static, args):
-                s.copy_(a.detach())
+                self.graphs[key] = self._capture(leaves, spec)
+            static, out, graph = self.graphs[key]
+            for s, x in zip(static, leaves):
+                if isinstance(x, torch.Tensor):
+                    s.copy_(x.detach())
             graph.replay()
-            return u.clone(), grad.clone()
+            return pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
 
-    def _capture(self, args) -> tuple:
-        static = [a.detach().clone() for a in args]
-        side = torch.cuda.Stream(device=static[0].device)
+    def _capture(self, leaves, spec) -> tuple:
+        static = [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in leaves]
+        args, kwargs = pytree.tree_unflatten(static, spec)
+        side = torch.cuda.Stream(device=next(x for x in static if isinstance(x, torch.Tensor)).device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP):
-                grad_log_h_of(self.network, *static)
+                self.fn(*args, **kwargs)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: the studio's other threads may use the GPU meanwhile; the capture records this stream only
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out = grad_log_h_of(self.network, *static)
+            out = self.fn(*args, **kwargs)
         return static, out, graph
 
 
-_GRAPHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its GraphedGradient
+def _frozen(network: nn.Module):
+    return lambda: not any(p.requires_grad for p in network.parameters())
+
+
+_GRAPHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # guidance network -> its graphed gradient
 
 
 def guidance_gradient(network: nn.Module):
-    """The function ``(x_t, text, t, β, η) -> (log h, ∇log h)`` the sampler calls: the CUDA-graphed one when
+    """The function ``(x_t, text, t, β, η) -> (log h, ∇log h)`` the sampler calls: replayed from CUDA graphs when
     ``accelerate`` graphed this network, else ``grad_log_h_of`` eagerly."""
     graphed = _GRAPHED.get(network)
     return graphed if graphed is not None else functools.partial(grad_log_h_of, network)
+
+
+def graph_method(obj, name: str) -> None:
+    """Replay ``obj.name(...)`` from CUDA graphs when it runs without gradients (``CudaGraphed``), in place: an
+    instance attribute in front of the class's method. Not for a method that ``torch.compile`` traces (a compiled
+    module's ``forward``): graph the call around it instead."""
+    if not isinstance(getattr(obj, name), CudaGraphed):
+        setattr(obj, name, CudaGraphed(getattr(obj, name), eligible=lambda: not torch.is_grad_enabled()))
 
 
 def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, compile: bool = True,
@@ -129,10 +153,12 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
                **compile_kwargs) -> list[str]:
     """Speed up ``pipe``, the guidance ``network`` and the ``reward`` used with it (any of them may be left out), in
     place; returns what was done, e.g. ``["fused qkv", "channels-last unet", "compiled 70 BasicTransformerBlock",
-    …, "cuda-graphed guidance gradient"]``. ``cuda_graphs`` (on CUDA only, with or without ``compile``) replays the
-    guidance network's gradient from CUDA graphs (``GraphedGradient``). ``compile_kwargs`` go to ``torch.compile`` (default ``fullgraph=True``, which fails on a graph break
-    instead of running part of a block eagerly: right for a benchmark, while a server passes ``fullgraph=False``;
-    ``backend="eager"`` checks the tracing alone)."""
+    …, "cuda-graphed unet"]``. ``compile_kwargs`` go to ``torch.compile`` (default ``fullgraph=True``, which fails
+    on a graph break instead of running part of a block eagerly: right for a benchmark, while a server passes
+    ``fullgraph=False``; ``backend="eager"`` checks the tracing alone). ``cuda_graphs`` (on CUDA, with or without
+    ``compile``): a UNet-class pipeline's UNet and VAE decoder run from CUDA graphs when sampling, and the guidance
+    network's gradient always (``CudaGraphed``); a transformer's large calls are not launch-bound, so flow
+    pipelines are left to the compiler."""
     done: list[str] = []
     denoiser = _unwrapped(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None))
     vae = getattr(pipe, "vae", None)
@@ -140,15 +166,20 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
         # the pipeline's own method fuses the VAE's attention too; SD3's pipeline has none, its transformer has
         (pipe if hasattr(pipe, "fuse_qkv_projections") else denoiser).fuse_qkv_projections()
         done.append("fused qkv")
+    unet = denoiser if type(denoiser).__name__ == "UNet2DConditionModel" else None
     if channels_last:
-        unet = denoiser if type(denoiser).__name__ == "UNet2DConditionModel" else None
         for name, model in (("unet", unet), ("vae", vae), ("guidance network", network)):
             if model is not None:
                 model.to(memory_format=torch.channels_last)
                 done.append(f"channels-last {name}")
-    if cuda_graphs and network is not None and any(p.is_cuda for p in network.parameters()):
-        _GRAPHED[network] = GraphedGradient(network)
-        done.append("cuda-graphed guidance gradient")
+    if cuda_graphs:
+        if network is not None and any(p.is_cuda for p in network.parameters()):
+            _GRAPHED[network] = CudaGraphed(functools.partial(grad_log_h_of, network), eligible=_frozen(network))
+            done.append("cuda-graphed guidance gradient")
+        if unet is not None and unet.device.type == "cuda":
+            graph_method(unet, "forward")  # regional compilation compiles its blocks, never this forward
+            graph_method(vae, "decode")  # around the decoder, which is compiled whole
+            done += ["cuda-graphed unet", "cuda-graphed vae decode"]
     if not compile:
         return done
     # every batch size, guidance on or off and grad mode is a variant of a block's graph; past dynamo's default of

@@ -31,7 +31,7 @@ from .guidance_network import GuidanceNetwork
 from .lru import LRU
 from .presets import Preset, sampling_settings
 from .rewards import Reward, load_reward
-from .sampling import check_prompt, encode_prompt_kwargs, with_component
+from .sampling import check_prompt, encode_prompt_kwargs, execution_device, with_component
 
 
 class _UNetWrapper(torch.nn.Module):
@@ -181,13 +181,15 @@ def _generators(seed, n: int):
     return generators if isinstance(seed, (list, tuple)) else generators[0]
 
 
-def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size) -> tuple[list, float]:
+def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, size,
+         device: torch.device | None = None) -> tuple[list, float]:
     generator = _generators(seed, len(prompts))
-    view = pipe
     if wrapper is not None:
         wrapper.alphas_cumprod = pipe.scheduler.alphas_cumprod
-        view = with_component(pipe, unet=wrapper)
-        view.set_progress_bar_config(disable=True)
+    # a view, also for the baseline: it keeps the execution device (execution_device), which diffusers would walk
+    # every submodule to find on every call
+    view = with_component(pipe, device=device, **({"unet": wrapper} if wrapper is not None else {}))
+    view.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     start = time.perf_counter()
     text = prompt_kwargs(pipe, prompts, guidance)
     images = view(**text, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **size).images
@@ -221,9 +223,12 @@ def sample_guided(pipe, prompt, *, network: GuidanceNetwork, beta: float = 1.0, 
         raise ValueError(f"this guidance network was trained for β in [{lo}, {hi}], got {beta}")
     prompts = _prompts(prompt)
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
-    network = network.to(pipe._execution_device)  # where the UNet computes (free on a view)
+    # where the UNet computes: read once (diffusers walks every submodule of every component to find it)
+    device = execution_device(pipe)
+    if next(network.parameters()).device != device:
+        network = network.to(device)
     wrapper = GuidedUNet(pipe.unet, network, len(prompts), beta, eta, alpha)
-    images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
+    images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size, device)
     rewards, name = _score(reward, images, prompts)
     return DiffusionResult(images, prompts, "guided", seed, steps, guidance, beta, eta, alpha, rewards, name,
                            seconds)

@@ -264,7 +264,7 @@ def bench_training(args) -> dict:
 
     # the guidance step: both images of every pair, as the cache holds them
     network = SCALE.network().to(dev)
-    objective = Objective(network, pipe.unet, ac, res)
+    objective = Objective(network, pipe.unet, ac, res).to(dev)  # its time ids on the device, as the trainer has them
     opt_g = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batches = {}
 

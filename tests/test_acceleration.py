@@ -124,9 +124,9 @@ def test_a_compiled_network_keeps_one_graph_across_slider_positions():
 
 
 def test_guidance_gradient_off_cuda_is_the_eager_gradient():
-    """On the CPU nothing is graphed: accelerate() registers no graph and GraphedGradient takes the eager path,
+    """On the CPU nothing is graphed: accelerate() registers no graph and CudaGraphed runs the function as it is,
     with the same numbers (the CUDA replay is checked against eager by benchmark_compile's same-seed rows)."""
-    from alignment.acceleration import GraphedGradient, guidance_gradient
+    from alignment.acceleration import CudaGraphed, guidance_gradient
     from alignment.diffusion_guidance import grad_log_h_of
     from alignment.guidance_network import GuidanceNetwork
 
@@ -136,7 +136,26 @@ def test_guidance_gradient_off_cuda_is_the_eager_gradient():
     x, text = torch.randn(2, 4, 16, 16), torch.randn(2, 32)
     t, beta, eta = torch.tensor([999.0, 999.0]), torch.full((2,), 0.5), torch.ones(2)
     u, grad = grad_log_h_of(network, x, text, t, beta, eta)
-    for fn in (guidance_gradient(network), GraphedGradient(network)):
+    graphed = CudaGraphed(lambda *a: grad_log_h_of(network, *a))
+    for fn in (guidance_gradient(network), graphed):
         u2, grad2 = fn(x, text, t, beta, eta)
         assert torch.equal(u, u2) and torch.equal(grad, grad2)
-    assert not GraphedGradient(network).graphs  # nothing captured off CUDA
+    assert not graphed.graphs  # nothing captured off CUDA
+
+
+def test_graphed_unet_and_decode_pass_through_off_cuda_and_under_compiled_blocks():
+    """graph_method puts a CudaGraphed in front of the UNet's forward and the VAE's decode (what accelerate does on
+    CUDA); on CPU tensors it calls through, with the compiled blocks and decoder inside, image for image."""
+    from alignment.acceleration import CudaGraphed, graph_method
+
+    pipe, preset = load_pipeline("toy-sdxl", device="cpu")
+    network = load_guidance_network().eval().requires_grad_(False)
+    before = sample_guided(pipe, PROMPT, network=network, beta=0.3, seed=1, preset=preset).images[0]
+    graph_method(pipe.unet, "forward")
+    graph_method(pipe.vae, "decode")
+    graph_method(pipe.vae, "decode")  # a second call keeps the one wrapper
+    accelerate(pipe, network=network, fuse=False, backend="eager")
+    assert isinstance(pipe.unet.forward, CudaGraphed) and not isinstance(pipe.vae.decode.fn, CudaGraphed)
+    after = sample_guided(pipe, PROMPT, network=network, beta=0.3, seed=1, preset=preset).images[0]
+    assert np.abs(pixels(before) - pixels(after)).max() <= 1
+    assert not pipe.unet.forward.graphs and not pipe.vae.decode.graphs

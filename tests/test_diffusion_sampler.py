@@ -273,3 +273,22 @@ def test_readout_loss_is_the_regression_of_beta_log_h_onto_the_reward(sdxl, netw
     assert any(p.grad is not None for p in network.parameters())
     assert all(p.grad is None for p in pipe.unet.parameters())
     network.zero_grad(set_to_none=True)  # the fixture is shared
+
+
+def test_execution_device_is_worked_out_once_per_pipeline(monkeypatch):
+    """diffusers walks every submodule on each read of _execution_device; the samplers read it once per pipeline
+    and again only when its components or device change."""
+    from alignment.sampling import execution_device, with_component
+
+    pipe, preset = load_pipeline("toy-sdxl", device="cpu")
+    cls, reads = type(pipe), []
+    original = cls._execution_device
+    monkeypatch.setattr(cls, "_execution_device", property(lambda self: reads.append(1) or original.fget(self)))
+    assert execution_device(pipe) == torch.device("cpu") and execution_device(pipe) == torch.device("cpu")
+    assert len(reads) == 1
+    sample_baseline(pipe, "a red star on a blue background", seed=0, preset=preset)
+    view = with_component(pipe)
+    assert len(reads) == 1 and execution_device(view) == torch.device("cpu")
+    pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config))  # a new component
+    execution_device(pipe)
+    assert len(reads) == 2

@@ -189,7 +189,7 @@ def _run(pipe, wrapper: _UNetWrapper | None, prompts, seed, steps, guidance, siz
     # a view, also for the baseline: it keeps the execution device (execution_device), which diffusers would walk
     # every submodule to find on every call
     view = with_component(pipe, device=device, **({"unet": wrapper} if wrapper is not None else {}))
-    view.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    view.set_progress_bar_config(disable=True)
     start = time.perf_counter()
     text = prompt_kwargs(pipe, prompts, guidance)
     images = view(**text, num_inference_steps=steps, guidance_scale=guidance, generator=generator, **size).images

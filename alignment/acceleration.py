@@ -15,7 +15,7 @@
 * **CUDA graphs** (``CudaGraphed``) of the calls of one-step sampling: the UNet, the VAE decoder and the guidance
   network's forward and backward (``∇_{x_t} log h``), each captured once per input shape and replayed. At batch 1
   their cost is the host launching kernels (the guidance network compiled took 8 ms on an H100 for about 1 ms of GPU
-  work; the eager SDXL-Turbo call spends 127 ms of host time on 35 ms of GPU work); a replay is one launch.
+  work; the eager SDXL-Turbo call, profiled, 127 ms of host time for 35 ms of GPU work); a replay is one launch.
   ``guidance_gradient(network)`` is what the sampler calls: the graphed gradient of an accelerated network on CUDA,
   else the eager one.
 

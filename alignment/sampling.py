@@ -116,9 +116,9 @@ _DEVICES_LOCK = threading.Lock()
 
 def execution_device(pipe) -> torch.device:
     """``pipe._execution_device``, worked out once per pipeline while its components and device stay the same.
-    diffusers works it out on every read by walking every submodule of every component for offloading hooks: about
-    2 ms on the toy models and 14 ms on SDXL-Turbo's ~4,000 modules, which a one-step call at batch 1 (35 ms on an
-    H100) feels. Offloading moves the components, so it changes ``pipe.device`` and is seen."""
+    diffusers works it out on every read by walking every submodule of every component for offloading hooks: 2 ms
+    on the toy models, several times that on SDXL-Turbo, which a one-step call at batch 1 (30 ms on an H100) feels.
+    Offloading moves the components, so it changes ``pipe.device`` and is seen."""
     if isinstance(getattr(pipe, "_view_device", None), torch.device):
         return pipe._view_device
     fingerprint = (tuple(id(c) for c in pipe.components.values()), pipe.device)

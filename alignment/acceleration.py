@@ -29,6 +29,7 @@ leaves the pipeline as diffusers made it (the studio's ``--no-compile``).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import weakref
 
@@ -37,6 +38,8 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from .diffusion_guidance import grad_log_h_of
+
+log = logging.getLogger(__name__)
 
 # Per model class, the class names of its repeated blocks (what ``ModelMixin.compile_repeated_blocks`` reads from
 # ``_repeated_blocks``, which not every diffusers or transformers class declares).
@@ -77,13 +80,15 @@ class CudaGraphed:
     dtypes and devices of its tensors, the values of everything else, in nested tuples, lists and dicts). Inputs are
     copied into the graph's own tensors and the outputs copied out, so callers keep ordinary tensors; one call at a
     time (a lock), on the caller's stream. A call with a tensor off CUDA, an argument that can't be a dictionary
-    key, or while ``eligible()`` is false runs ``fn`` as it is.
+    key, or while ``eligible()`` is false runs ``fn`` as it is; so does a signature whose capture failed (logged
+    once) and any signature past the first ``MAX_GRAPHS``, so that odd shapes cannot fill the GPU with pools.
 
     A replay launches the whole call at once: for the small, launch-bound calls of one-step sampling (the UNet at
     batch 1, the VAE decoder, the guidance network's forward and backward) the host then no longer paces the GPU.
     Each signature keeps its own memory pool for the call's intermediates."""
 
     WARMUP = 3  # calls on a side stream before capture (cuDNN picks its algorithms, the compiler runs, memory settles)
+    MAX_GRAPHS = 8  # signatures captured per function (the studio serves one or two batch sizes per model)
 
     def __init__(self, fn, eligible=lambda: True):
         self.fn, self.eligible = fn, eligible
@@ -93,7 +98,7 @@ class CudaGraphed:
     def __call__(self, *args, **kwargs):
         leaves, spec = pytree.tree_flatten((args, kwargs))
         tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
-        if not tensors or any(not t.is_cuda for t in tensors) or not self.eligible():
+        if not tensors or not self.capturable(tensors) or not self.eligible():
             return self.fn(*args, **kwargs)
         key = (spec, tuple((tuple(x.shape), x.dtype, x.device) if isinstance(x, torch.Tensor) else x for x in leaves))
         try:
@@ -102,13 +107,25 @@ class CudaGraphed:
             return self.fn(*args, **kwargs)
         with self.lock:
             if key not in self.graphs:
-                self.graphs[key] = self._capture(leaves, spec)
+                if len(self.graphs) >= self.MAX_GRAPHS:
+                    return self.fn(*args, **kwargs)
+                try:
+                    self.graphs[key] = self._capture(leaves, spec)
+                except Exception as e:  # noqa: BLE001 - any capture failure: this signature runs eagerly from now on
+                    log.warning("CUDA graph capture of %s failed, running it eagerly: %s", self.fn, e)
+                    self.graphs[key] = None
+            if self.graphs[key] is None:
+                return self.fn(*args, **kwargs)
             static, out, graph = self.graphs[key]
             for s, x in zip(static, leaves):
                 if isinstance(x, torch.Tensor):
                     s.copy_(x.detach())
             graph.replay()
             return pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+
+    @staticmethod
+    def capturable(tensors) -> bool:
+        return all(t.is_cuda for t in tensors)
 
     def _capture(self, leaves, spec) -> tuple:
         static = [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in leaves]
@@ -126,8 +143,12 @@ class CudaGraphed:
         return static, out, graph
 
 
-def _frozen(network: nn.Module):
-    return lambda: not any(p.requires_grad for p in network.parameters())
+def _graphed_gradient(network: nn.Module) -> CudaGraphed:
+    """``grad_log_h_of(network, …)`` from CUDA graphs while no parameter wants a gradient. Holds the network weakly:
+    it is the key of ``_GRAPHED``, which must not keep it alive."""
+    ref = weakref.ref(network)
+    return CudaGraphed(lambda *args: grad_log_h_of(ref(), *args),
+                       eligible=lambda: not any(p.requires_grad for p in ref().parameters()))
 
 
 _GRAPHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # guidance network -> its graphed gradient
@@ -174,7 +195,7 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
                 done.append(f"channels-last {name}")
     if cuda_graphs:
         if network is not None and any(p.is_cuda for p in network.parameters()):
-            _GRAPHED[network] = CudaGraphed(functools.partial(grad_log_h_of, network), eligible=_frozen(network))
+            _GRAPHED[network] = _graphed_gradient(network)
             done.append("cuda-graphed guidance gradient")
         if unet is not None and unet.device.type == "cuda":
             graph_method(unet, "forward")  # regional compilation compiles its blocks, never this forward

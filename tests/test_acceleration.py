@@ -159,3 +159,43 @@ def test_graphed_unet_and_decode_pass_through_off_cuda_and_under_compiled_blocks
     after = sample_guided(pipe, PROMPT, network=network, beta=0.3, seed=1, preset=preset).images[0]
     assert np.abs(pixels(before) - pixels(after)).max() <= 1
     assert not pipe.unet.forward.graphs and not pipe.vae.decode.graphs
+
+
+def test_cuda_graphed_bookkeeping_copies_in_and_out_caps_signatures_and_survives_a_failed_capture(caplog):
+    """CudaGraphed's own logic, with the capture stood in for on the CPU: the inputs are copied into the captured
+    tensors before each replay and the outputs copied out; each signature is captured once; past MAX_GRAPHS, or
+    where a capture failed, the function runs as it is."""
+    from alignment.acceleration import CudaGraphed
+
+    class Replay:  # what a CUDA graph does on replay: run the recorded work on the same tensors
+        def __init__(self, work):
+            self.replay = work
+
+    class OnCpu(CudaGraphed):
+        MAX_GRAPHS = 2
+        captured = 0
+
+        @staticmethod
+        def capturable(tensors):
+            return True
+
+        def _capture(self, leaves, spec):
+            if leaves[0].shape[0] == 3:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            OnCpu.captured += 1
+            static = [x.clone() for x in leaves]
+            out = torch.zeros_like(static[0])
+            return static, out, Replay(lambda: out.copy_(static[0] * 2 + static[1]))
+
+    calls = []
+    graphed = OnCpu(lambda x, y: calls.append(x.shape[0]) or x * 2 + y)
+    a, b = torch.ones(1, 2), torch.full((1, 2), 3.0)
+    first, second = graphed(a, b), graphed(a * 5, b)
+    assert torch.equal(first, torch.full((1, 2), 5.0)) and torch.equal(second, torch.full((1, 2), 13.0))
+    assert first.data_ptr() != second.data_ptr() and OnCpu.captured == 1 and not calls  # replays, outputs copied out
+    with caplog.at_level("WARNING"):
+        assert torch.equal(graphed(torch.ones(3, 2), torch.ones(3, 2)), torch.full((3, 2), 3.0))  # capture failed
+        graphed(torch.ones(3, 2), torch.ones(3, 2))
+    assert calls == [3, 3] and len([r for r in caplog.records if "running it eagerly" in r.getMessage()]) == 1
+    graphed(torch.ones(2, 2), torch.ones(2, 2))  # the cap: two signatures known (one failed), no third capture
+    assert OnCpu.captured == 1 and calls == [3, 3, 2]

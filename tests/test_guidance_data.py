@@ -48,3 +48,18 @@ def test_images_of_another_size_are_fitted_to_the_model_resolution(toy):
     assert data["latents"].shape == (4, 4, 16, 16)
     wide = Image.fromarray(np.zeros((64, 128, 3), dtype=np.uint8))
     assert _pixels([wide], 64).shape == (1, 64, 64, 3)
+
+
+def test_prefetched_keeps_order_and_raises_where_the_item_would_have_come():
+    from training.guidance_data import prefetched
+
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def broken():
+        yield 1
+        raise ValueError("row 2 is unreadable")
+
+    got = prefetched(broken())
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="row 2"):
+        next(got)

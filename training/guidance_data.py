@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -79,6 +81,31 @@ def consistency_targets(unet, alphas_cumprod: torch.Tensor, latents, prompt_embe
     c_residual[rows] = (pred - eps).half().cpu().unflatten(0, (len(rows), k))
     c_t[rows] = t.to(torch.int16)
     return {"c_xt": c_xt, "c_t": c_t, "c_residual": c_residual}
+
+
+def prefetched(items, depth: int = 1):
+    """``items`` in order, each made ``depth`` ahead on a worker thread: reading and decoding the next chunk of
+    pairs (Pick-a-Pic's JPEGs, several ms an image on the CPU) overlaps the GPU's encoding of this one. An exception
+    in the worker is raised here, where the item would have come."""
+    done = object()
+    box: queue.Queue = queue.Queue(maxsize=depth)
+
+    def fill():
+        try:
+            for item in items:
+                box.put((True, item))
+            box.put((True, done))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            box.put((False, e))
+
+    threading.Thread(target=fill, daemon=True, name="cache-reader").start()
+    while True:
+        ok, item = box.get()
+        if not ok:
+            raise item
+        if item is done:
+            return
+        yield item
 
 
 def _pixels(images, size: int) -> np.ndarray:
@@ -160,8 +187,8 @@ def build_cache(cfg: CacheConfig) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     report = LoadReport()
     written = 0
-    for i, rows in tqdm(_chunks(cfg.pairs, cfg.chunk, report, cfg.limit), desc=f"cache (process {state.process_index})",
-                        disable=not state.is_local_main_process):
+    chunks = prefetched(_chunks(cfg.pairs, cfg.chunk, report, cfg.limit))  # the next chunk is read while this encodes
+    for i, rows in tqdm(chunks, desc=f"cache (process {state.process_index})", disable=not state.is_local_main_process):
         path = cfg.out / f"chunk-{i:05d}.pt"
         if i % state.num_processes != state.process_index or path.exists():
             continue

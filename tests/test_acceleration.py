@@ -199,3 +199,18 @@ def test_cuda_graphed_bookkeeping_copies_in_and_out_caps_signatures_and_survives
     assert calls == [3, 3] and len([r for r in caplog.records if "running it eagerly" in r.getMessage()]) == 1
     graphed(torch.ones(2, 2), torch.ones(2, 2))  # the cap: two signatures known (one failed), no third capture
     assert OnCpu.captured == 1 and calls == [3, 3, 2]
+
+
+def test_the_studio_graphs_check_runs_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/studio_graphs.py (the GPU check of the accelerated studio engine), its plumbing on the CPU: two
+    eager engines give the same images and six threads at once all get a view."""
+    import json
+
+    from benchmarks import studio_graphs
+
+    monkeypatch.setattr(studio_graphs, "DEVICE", "cpu")
+    studio_graphs.main(["--out", str(tmp_path / "graphs.json")])
+    report = json.loads((tmp_path / "graphs.json").read_text())
+    assert report["device"] == "cpu" and report["errors"] == [] and report["views"] == 6
+    assert set(report["aligned_max_pixel_diff"].values()) == {0} and report["baseline_max_pixel_diff"] == 0
+    assert report["parts_max_and_mean_pixel_diff"]["cuda graphs only"] == [[0, 0.0]] * 4  # nothing graphed on a CPU

@@ -34,6 +34,15 @@ CHOICES = {"left": "👈 Left is better", "right": "👉 Right is better", "tie"
 # does; the store serialises the writes.
 PAIR_GROUP, PAIR_CONCURRENCY = "arena-pairs", 4
 CHOSEN = {"left": "the left image", "right": "the right image", "tie": "a tie", "both_bad": "both bad"}
+# The vote buttons show while a pair waits for its vote; after it, "Next pair" takes their place. The browser swaps
+# them (a class toggled by the events' client-side step): a visibility update from the server would cost it a
+# component's config per event, about a fifth of its time with 50 voters at once (a py-spy profile of the load test).
+HIDDEN = "arena-hidden"
+CSS = f".{HIDDEN} {{ display: none !important; }}"
+_SWAP = ("() => {{ document.getElementById('arena-votes')?.classList.{votes}('" + HIDDEN + "'); "
+         "document.getElementById('arena-next')?.classList.{next}('" + HIDDEN + "'); }}")
+SHOW_VOTES = _SWAP.format(votes="remove", next="add")
+SHOW_NEXT = _SWAP.format(votes="add", next="remove")
 
 
 @dataclass
@@ -200,17 +209,11 @@ def build_arena(session: ArenaSession) -> None:
             right = gr.Image(label="Right", type="filepath", format="png", height=256, interactive=False,
                              buttons=["fullscreen"], alt_text="right image", elem_id="arena-right")
             right_md = gr.Markdown(elem_id="arena-right-reward")
-    # The vote buttons show while a pair waits for its vote; after it, "Next pair" takes their place. One update of
-    # the row (not one per button) per event: Gradio rebuilds a component for every update it sends, which under
-    # many voters at once is a good part of the server's time.
-    with gr.Row(visible=False, elem_id="arena-votes") as vote_row:
+    with gr.Row(elem_id="arena-votes", elem_classes=[HIDDEN]):  # shown by SHOW_VOTES, hidden by SHOW_NEXT
         buttons = {c: gr.Button(label, elem_id=f"arena-vote-{c}") for c, label in CHOICES.items()}
-    next_pair = gr.Button("Next pair ▶", variant="primary", visible=False, elem_id="arena-next")
+    next_pair = gr.Button("Next pair ▶", variant="primary", elem_id="arena-next", elem_classes=[HIDDEN])
     reveal_md = gr.Markdown(elem_id="arena-reveal")
     status = gr.Markdown(elem_id="arena-status")
-
-    def shown(waiting_for_vote: bool) -> tuple:  # (vote row, next pair); fresh dicts, as Gradio edits them
-        return gr.update(visible=waiting_for_vote), gr.update(visible=not waiting_for_vote)
 
     @gpu
     @page_errors
@@ -222,14 +225,13 @@ def build_arena(session: ArenaSession) -> None:
                 progress=lambda f, desc=None: progress(f, desc="Making the pair…"))
         except VoteRefused as e:
             raise gr.Error(str(e), title="Vote limit") from e
-        return (new_state, left_image, right_image, "", "", "", f"{left_votes} votes left in this session.",
-                *shown(True))
+        return new_state, left_image, right_image, "", "", "", f"{left_votes} votes left in this session."
 
-    pair_outputs = [state, left, right, left_md, right_md, reveal_md, status, vote_row, next_pair]
+    pair_outputs = [state, left, right, left_md, right_md, reveal_md, status]
     pair_event = dict(fn=make_pair, inputs=[state, prompt, pairing, labels], outputs=pair_outputs,
                       concurrency_id=PAIR_GROUP, concurrency_limit=PAIR_CONCURRENCY)
-    new.click(api_name="arena_pair", **pair_event)
-    next_pair.click(api_name=False, **pair_event)
+    new.click(api_name="arena_pair", **pair_event).success(None, js=SHOW_VOTES)
+    next_pair.click(api_name=False, **pair_event).success(None, js=SHOW_VOTES)
 
     def voter(choice: str):
         @page_errors
@@ -238,14 +240,13 @@ def build_arena(session: ArenaSession) -> None:
                 new_state, reveal, left_votes = session.vote(pair_state, choice)
             except VoteRefused as e:
                 gr.Warning(str(e))
-                return (pair_state, gr.update(), gr.update(), gr.update(), str(e), *shown(False))
+                return pair_state, gr.update(), gr.update(), gr.update(), str(e)
             return (new_state, reveal_markdown(reveal), reward_caption(reveal.left), reward_caption(reveal.right),
-                    f"Vote saved. {left_votes} votes left in this session.", *shown(False))
+                    f"Vote saved. {left_votes} votes left in this session.")
         vote.__name__ = f"vote_{choice}"
         return vote
 
     for choice, button in buttons.items():
-        button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status, vote_row,
-                                                           next_pair],
-                     api_name=f"vote_{choice}", queue=False)
+        button.click(voter(choice), inputs=state, outputs=[state, reveal_md, left_md, right_md, status],
+                     api_name=f"vote_{choice}", queue=False).success(None, js=SHOW_NEXT)
     shuffle.click(lambda: random.choice(EXAMPLES)[0], outputs=prompt, api_name=False, queue=False)

@@ -19,7 +19,7 @@ import threading
 
 import gradio as gr
 
-from .arena_tab import ArenaSession, build_arena
+from .arena_tab import CSS as ARENA_CSS, ArenaSession, build_arena
 from .dashboard_tab import Dashboard, build_dashboard
 from .configs import Config
 from .engine import Engine
@@ -32,7 +32,7 @@ log = logging.getLogger("studio")
 
 CSS = """
 .studio-image .image-frame img { image-rendering: pixelated; object-fit: contain !important; }
-"""
+""" + ARENA_CSS + "\n"
 LAUNCH_KWARGS = dict(css=CSS)
 INTRO = ("# Alignment studio\n"
          "Inference-time alignment of text-to-image models with a reward: sample from "

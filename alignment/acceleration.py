@@ -180,7 +180,7 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
     ``compile``): a UNet-class pipeline's UNet and VAE decoder run from CUDA graphs when sampling, and the guidance
     network's gradient always (``CudaGraphed``); a transformer's large calls are not launch-bound, so flow
     pipelines are left to the compiler. A captured graph replays the weights it was captured with, where they were:
-    don't move, offload, fuse or swap the models' modules (LoRA included) after the first call; load anew instead.
+    don't move, offload, fuse or swap the models' modules (LoRA included) after the first call; load anew instead."""
     done: list[str] = []
     denoiser = _unwrapped(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None))
     vae = getattr(pipe, "vae", None)

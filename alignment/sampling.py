@@ -121,7 +121,9 @@ def execution_device(pipe) -> torch.device:
     Offloading moves the components, so it changes ``pipe.device`` and is seen."""
     if isinstance(getattr(pipe, "_view_device", None), torch.device):
         return pipe._view_device
-    fingerprint = (tuple(id(c) for c in pipe.components.values()), pipe.device)
+    # the registered components, read off the config's names (``pipe.components`` inspects the class's signature)
+    fingerprint = (tuple(id(getattr(pipe, name, None)) for name in pipe.config if not name.startswith("_")),
+                   pipe.device)
     with _DEVICES_LOCK:
         known = _DEVICES.get(pipe)
     if known is not None and known[0] == fingerprint:

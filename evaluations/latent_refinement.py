@@ -34,7 +34,7 @@ from alignment.defaults import DIFFUSION_ALPHA, DIFFUSION_BETA, load_guidance_ne
 from alignment.rewards import load_reward
 from alignment.sampling import encode_prompt_kwargs
 from toyworld import taste
-from training.guidance_control import unrolled_guided_sample
+from training.guidance_control import decoded, unrolled_guided_sample
 
 from .pareto import SPLITS, split_captions
 
@@ -53,42 +53,26 @@ class LastStepStrength(torch.nn.Module):
         return self.network(x, text, t, beta, eta) * scale
 
 
-def to_images(vae, z):
-    return ((vae.decode(z / vae.config.scaling_factor).sample.float() + 1) / 2).clamp(0, 1)
-
-
 def refined(vae, reward, z, prompts, steps):
     """``({s: images}, seconds)``: the final latents ``z`` moved by ``s`` RMS along the reward's normalised
     gradient and decoded; seconds of one refinement (the gradient and one decode)."""
     t0 = time.perf_counter()
     x = z.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(reward.score(to_images(vae, x), prompts).sum(), x)
+    (grad,) = torch.autograd.grad(reward.score(decoded(vae, x), prompts).sum(), x)
     unit = grad / grad.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
     rms = z.flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1, 1)
     gradient_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = {s: to_images(vae, z + s * rms * unit) for s in steps}
+        out = {s: decoded(vae, z + s * rms * unit) for s in steps}
     return out, gradient_s + (time.perf_counter() - t0) / len(steps)
 
 
 def final_latents(pipe, network, kw, noise, beta, steps, res, guidance):
-    """Sample as ``unrolled_guided_sample`` does but return the final latents (the decode is the caller's)."""
-    captured = {}
-    decode = pipe.vae.decode
-
-    def capture(z, *a, **k):
-        captured["z"] = z.detach() * pipe.vae.config.scaling_factor
-        return decode(z, *a, **k)
-
-    pipe.vae.decode = capture
-    try:
-        n = noise.shape[0]
-        unrolled_guided_sample(pipe, network, kw, noise, torch.full((n,), beta), torch.ones(n), steps, res, guidance,
-                               create_graph=False)
-    finally:
-        pipe.vae.decode = decode
-    return captured["z"]
+    """The sampler's final latents (``unrolled_guided_sample`` stopped before the decode)."""
+    n = noise.shape[0]
+    return unrolled_guided_sample(pipe, network, kw, noise, torch.full((n,), beta), torch.ones(n), steps, res,
+                                  guidance, create_graph=False, decode=False)[0].detach()
 
 
 def main(argv=None) -> int:
@@ -131,7 +115,7 @@ def main(argv=None) -> int:
             with torch.no_grad():
                 t0 = time.perf_counter()
                 z_base = final_latents(pipe, None, kw, noise, DIFFUSION_BETA, steps, res, guidance)
-                base = to_images(pipe.vae, z_base)
+                base = decoded(pipe.vae, z_base)
                 add("base", base, chunk, time.perf_counter() - t0)
             candidates = {}
             for a in lasts:
@@ -139,7 +123,7 @@ def main(argv=None) -> int:
                 z = final_latents(pipe, LastStepStrength(network, last_t, DIFFUSION_ALPHA, a), kw, noise,
                                   DIFFUSION_BETA, steps, res, guidance)
                 with torch.no_grad():
-                    candidates[a] = (z, to_images(pipe.vae, z))
+                    candidates[a] = (z, decoded(pipe.vae, z))
                 add(f"guided, last-step α {a:g}", candidates[a][1], chunk, time.perf_counter() - t0)
             z_guided = candidates[DIFFUSION_ALPHA][0]
             for label, z in (("guided", z_guided), ("base", z_base)):

@@ -56,9 +56,11 @@ from .loop import TrainingLoop, apply_gradients, lr_at
 
 def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs: dict, noise: torch.Tensor,
                            beta: torch.Tensor, eta: torch.Tensor, steps: int, resolution: int,
-                           guidance_scale: float = 0.0, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                           guidance_scale: float = 0.0, create_graph: bool = True,
+                           decode: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided sampler of an SDXL-class pipeline, written out so gradients reach ``network``: ``(images in
-    [0, 1], ½ Σ_t ‖δ_t‖² per image)``. ``prompt_kwargs`` is what ``encode_prompt_kwargs(pipe, prompts, cfg)``
+    [0, 1], ½ Σ_t ‖δ_t‖² per image)``, or with ``decode=False`` the final latents in their place (``decoded``
+    makes the images of them). ``prompt_kwargs`` is what ``encode_prompt_kwargs(pipe, prompts, cfg)``
     returns, with ``cfg`` true when ``guidance_scale > 1`` (classifier-free guidance, ``ε = u + g (c − u)``, as the
     pipeline applies it; δ is added to the guided prediction, as ``GuidedUNet`` does); ``noise`` the starting
     latents (B, C, h, w). With ``network=None`` it is the pretrained sampler, image for image what ``pipe(...)``
@@ -93,8 +95,13 @@ def unrolled_guided_sample(pipe, network: GuidanceNetwork | None, prompt_kwargs:
             price = price + 0.5 * (guided - eps).pow(2).flatten(1).sum(1)
             eps = guided
         x = scheduler.step(eps, t, x).prev_sample
-    images = vae.decode(x / vae.config.scaling_factor).sample
-    return ((images.float() + 1) / 2).clamp(0, 1), price
+    return (decoded(vae, x) if decode else x), price
+
+
+def decoded(vae, latents: torch.Tensor) -> torch.Tensor:
+    """The VAE's images of the sampler's final latents, in [0, 1]."""
+    images = vae.decode(latents / vae.config.scaling_factor).sample
+    return ((images.float() + 1) / 2).clamp(0, 1)
 
 
 def device_name(device: torch.device) -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -149,31 +148,27 @@ def encode_rows(pipe, reward, rows, models: tuple[str, ...], batch: int, consist
     res = resolution or pipe.default_sample_size * pipe.vae_scale_factor
     vae = pipe.vae
     starts = range(0, len(items), batch)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_pixels, [im for im, _, _ in items[:batch]], res)
-        for s in starts:
-            part = items[s : s + batch]
-            captions = [c for _, c, _ in part]
-            array = pending.result()
-            if s + batch < len(items):
-                pending = pool.submit(_pixels, [im for im, _, _ in items[s + batch : s + 2 * batch]], res)
-            pixels = torch.from_numpy(array).to(device, non_blocking=True).permute(0, 3, 1, 2)
-            latents = vae.encode(pixels.to(vae.dtype) / 127.5 - 1.0).latent_dist.mean * vae.config.scaling_factor
-            unique = list(dict.fromkeys(captions))
-            embeds, _, pooled, _ = pipe.encode_prompt(unique, device=device, num_images_per_prompt=1,
-                                                      do_classifier_free_guidance=False)
-            index = torch.tensor([unique.index(c) for c in captions], device=embeds.device)
-            embeds, pooled = embeds[index], pooled[index]
-            out["latents"].append(latents.half().cpu())
-            out["prompt_embeds"].append(embeds.half().cpu())
-            out["text_embeds"].append(pooled.half().cpu())
-            out["rewards"].append(reward.score(pixels.float() / 255.0, captions).float().cpu())
-            out["preferred"].append(torch.tensor([p for _, _, p in part]))
-            if consistency_draws:
-                targets = consistency_targets(pipe.unet, pipe.scheduler.alphas_cumprod, latents, embeds, pooled,
-                                              out["preferred"][-1], consistency_draws, res, seed * 1_000_003 + s)
-                for k, v in targets.items():
-                    out[k].append(v)
+    arrays = prefetched(_pixels([im for im, _, _ in items[s : s + batch]], res) for s in starts)
+    for s, array in zip(starts, arrays):
+        part = items[s : s + batch]
+        captions = [c for _, c, _ in part]
+        pixels = torch.from_numpy(array).to(device, non_blocking=True).permute(0, 3, 1, 2)
+        latents = vae.encode(pixels.to(vae.dtype) / 127.5 - 1.0).latent_dist.mean * vae.config.scaling_factor
+        unique = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+        embeds, _, pooled, _ = pipe.encode_prompt(list(unique), device=device, num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False)
+        index = torch.tensor([unique[c] for c in captions], device=embeds.device)
+        embeds, pooled = embeds[index], pooled[index]
+        out["latents"].append(latents.half().cpu())
+        out["prompt_embeds"].append(embeds.half().cpu())
+        out["text_embeds"].append(pooled.half().cpu())
+        out["rewards"].append(reward.score(pixels.float() / 255.0, captions).float().cpu())
+        out["preferred"].append(torch.tensor([p for _, _, p in part]))
+        if consistency_draws:
+            targets = consistency_targets(pipe.unet, pipe.scheduler.alphas_cumprod, latents, embeds, pooled,
+                                          out["preferred"][-1], consistency_draws, res, seed * 1_000_003 + s)
+            for k, v in targets.items():
+                out[k].append(v)
     return {k: torch.cat(v) for k, v in out.items()}
 
 

@@ -42,7 +42,7 @@ def main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("studio").setLevel(logging.INFO)  # the vote store's and the hub sync's messages
     from studio.settings import StudioSettings, set_threads
-    from studio.ui import LAUNCH_KWARGS, build_demo
+    from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
     settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],
                                        device=args.device, compile="off" if args.no_compile else None)
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     # Gradio rebuilds a pandas summary of its past events after every event unless told otherwise: under many
     # voters that costs about a tenth of the server's CPU (benchmarks/load_test.py)
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
+    demo.queue(**QUEUE_KWARGS).launch(server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
 
 
 if __name__ == "__main__":

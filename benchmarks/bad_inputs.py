@@ -333,7 +333,7 @@ class Run:
         from studio.engine import Engine
         from studio.settings import StudioSettings, set_threads
         from studio.store import Store
-        from studio.ui import LAUNCH_KWARGS, build_demo
+        from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
         from .load_test import free_port
 
@@ -346,8 +346,8 @@ class Run:
                                                                       eta=1.0)]
         self.labels = [c.label for c in self.configs]
         self.demo = build_demo(engine=self.engine, store=self.store, arena_configs=self.configs, warm_up=False)
-        self.demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                                 quiet=True, **LAUNCH_KWARGS)
+        self.demo.queue(**QUEUE_KWARGS).launch(server_name="127.0.0.1", server_port=free_port(),
+                                               prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
         self.page = Page(self.demo.local_url)
         self.db = Rows(self.database)
         self.voted_sessions: list[str] = []  # arena sessions with an open pair, for the dashboard's votes

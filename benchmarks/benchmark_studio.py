@@ -385,7 +385,7 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
     import httpx
 
     from studio.store import Store
-    from studio.ui import LAUNCH_KWARGS, build_demo
+    from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
     folder = Path(tempfile.mkdtemp(prefix="studio-bench-"))
     store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="bench")
@@ -393,8 +393,8 @@ def http_numbers(engine, n: int, seeds: range) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        **LAUNCH_KWARGS)
+    demo.queue(**QUEUE_KWARGS).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                      quiet=True, **LAUNCH_KWARGS)
     fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "explore")
     beta_slider = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "explore-beta")
     # what releasing the β slider sends: its own event (one answer, not the Generate button's stream)

@@ -162,12 +162,12 @@ def serve(database_url: str, data_dir: str | Path, *, engine="cheap", port: int 
     The page, arena and store code are the studio's."""
     for name, value in GRADIO_ENV.items():  # loopback only: no usage reports
         os.environ.setdefault(name, value)
-    from studio.ui import LAUNCH_KWARGS, build_demo
+    from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
     store = open_store(database_url, data_dir, votes_per_voter)
     engine = make_engine(engine, render_s) if isinstance(engine, str) else engine
     demo = build_demo(engine=engine, store=store, arena_configs=arena_configs(), warm_up=False)
-    demo.queue(default_concurrency_limit=4).launch(  # as app.py serves it
+    demo.queue(**QUEUE_KWARGS).launch(  # as app.py serves it
         server_name="127.0.0.1", server_port=port or free_port(), prevent_thread_lock=True, quiet=True,
         **LAUNCH_KWARGS)
     if block:

@@ -5,7 +5,7 @@
 * Dashboard (``studio.dashboard_tab``): win rates, ratings, reward distributions and agreement, β curves; exports.
 
     demo = build_demo()                      # StudioSettings.from_env(): toy presets on CPU unless told otherwise
-    demo.queue().launch(**LAUNCH_KWARGS)
+    demo.queue(**QUEUE_KWARGS).launch(**LAUNCH_KWARGS)
 
 Generation lives in ``studio.engine`` (no Gradio), votes in ``studio.store`` / ``studio.arena``. A store that can't
 be opened (read-only or full disk, unreachable database) leaves the Explore tab working and says so in the others.
@@ -34,6 +34,12 @@ CSS = """
 .studio-image .image-frame img { image-rendering: pixelated; object-fit: contain !important; }
 """ + ARENA_CSS + "\n"
 LAUNCH_KWARGS = dict(css=CSS)
+# How the page's queue is served (app.py, and the load test as app.py serves it). Four events of a kind at once by
+# default (pairs have their own group, studio.arena_tab); queue positions and waiting-time estimates go to the
+# waiting browsers once a second, not to every waiting browser each time any event starts ("auto"): with 50 voters
+# queued for pairs that broadcast was O(voters) messages per pair, and the status every second took the Arena from
+# 32-34 to 38-39 votes/s on the 2-core CPU (benchmarks/load_test.py, run alternately three times each).
+QUEUE_KWARGS = dict(default_concurrency_limit=4, status_update_rate=1.0)
 INTRO = ("# Alignment studio\n"
          "Inference-time alignment of text-to-image models with a reward: sample from "
          "p(x0|y) · exp(r(x0, y)/β). **Explore** the method, vote blind in the **Arena**, read the votes in the "

@@ -63,12 +63,12 @@ def served_page(engine, folder, configs):
     """(demo, store): the studio page over ``engine`` and a fresh SQLite store in ``folder``, served with Gradio's
     queue on a free loopback port, closed afterwards."""
     from benchmarks.load_test import free_port
-    from studio.ui import LAUNCH_KWARGS, build_demo
+    from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
     store = Store(f"sqlite:///{folder / 'studio.sqlite'}", folder / "data", client_salt="test")
     demo = build_demo(engine=engine, store=store, arena_configs=configs, warm_up=False)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                        **LAUNCH_KWARGS)
+    demo.queue(**QUEUE_KWARGS).launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                                      quiet=True, **LAUNCH_KWARGS)
     try:
         yield demo, store
     finally:

@@ -2,6 +2,7 @@
 # The studio served at full size on one GPU, driven through its HTTP API as a browser does. Made for a lent GPU
 # machine without diffusers, gradio or sqlalchemy and without network: wheels in .whl/ and .whl-studio/ (carried,
 # git-ignored), outputs under $OUT (studio_fullsize.json, written as it goes; a few small PNGs; the server's log).
+#   STUDIO_COMPILE=off measures the eager page (default: auto, compiled at start-up on CUDA).
 #   1. install the wheels into /tmp/site;  2. write the hub twins (random weights, ~27 GB) into /tmp/models;
 #   3. serve app.py on them (sdxl-turbo=…, sd3.5-large-turbo=…) on CUDA;  4. python -m benchmarks.benchmark_studio
 #   --url …: per model the first pair, a second prompt, a β change, an N change (flow), an Arena pair and a vote;
@@ -135,7 +136,7 @@ fi
 export STUDIO_DATA_DIR=$(mktemp -d /tmp/studio-data-XXXXXX)
 export STUDIO_DATABASE_URL=sqlite:///$STUDIO_DATA_DIR/studio.sqlite
 export STUDIO_REWARD=$MODELS_DIR/pickscore STUDIO_GUIDANCE=$MODELS_DIR/guidance
-export STUDIO_COMPILE=${STUDIO_COMPILE:-off}  # eager, as the engine-level probe was (evaluations/benchmark_compile.py measures compiled)
+export STUDIO_COMPILE=${STUDIO_COMPILE:-auto}  # as the studio serves on CUDA by default (compiled at start-up); off: eager
 SERVE="python3 app.py --models $(IFS=,; echo "${MODEL_NAMES[*]}") --device $DEVICE --port $PORT"
 jset server_command "STUDIO_REWARD=$STUDIO_REWARD STUDIO_GUIDANCE=$STUDIO_GUIDANCE $SERVE"
 echo "== $SERVE"
@@ -170,9 +171,9 @@ if [ "$up" != 1 ]; then
 fi
 # the warm-up (app.py loads the models, the reward and the guidance network in the background, and on CUDA compiles
 # each model and renders it once): wait for its last log line (studio.engine.WARM_LOG), so that the first click
-# measures a warm studio, not the warm-up; at most WARM_S seconds (default 240), bounded by the budget
+# measures a warm studio, not the warm-up; at most WARM_S seconds (default 330; compiling both full-size models took 193 s on an H100), bounded by the budget
 t=$(now)
-while [ "$(left)" -gt 120 ] && [ "$(( $(date +%s) - ${t%.*} ))" -lt "${WARM_S:-240}" ]; do
+while [ "$(left)" -gt 120 ] && [ "$(( $(date +%s) - ${t%.*} ))" -lt "${WARM_S:-330}" ]; do
   grep -q "studio warm-up done" "$OUT/server.log" 2>/dev/null && break
   kill -0 "$SERVER_PID" 2>/dev/null || break
   sleep 2

@@ -170,6 +170,17 @@ def test_the_page_builds_without_a_vote_store(studio_engine, tmp_path, monkeypat
     assert demo.studio_store is None and API_NAMES <= {fn.api_name for fn in demo.fns.values()}
 
 
+def test_the_served_queue_sends_its_status_on_a_clock_not_at_every_event(served):
+    """app.py and the page's harnesses serve the queue with QUEUE_KWARGS: with many voters queued for pairs,
+    Gradio's default ("auto") sends every waiting browser a status message each time any event starts."""
+    from studio.ui import QUEUE_KWARGS
+
+    demo, _ = served
+    assert QUEUE_KWARGS["status_update_rate"] != "auto"
+    assert demo._queue.live_updates is False and 0 < demo._queue.update_intervals <= 2
+    assert demo._queue.default_concurrency_limit == QUEUE_KWARGS["default_concurrency_limit"]
+
+
 def test_app_flags():
     import app
 

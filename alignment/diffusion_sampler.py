@@ -241,7 +241,7 @@ def sample_tweedie(pipe, prompt, *, reward: str | Reward, beta: float = 1.0, alp
     beta, alpha = check_beta(beta), check_alpha(alpha)
     prompts = _prompts(prompt)
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
-    reward = load_reward(reward, device=pipe._execution_device) if isinstance(reward, str) else reward
+    reward = load_reward(reward, device=execution_device(pipe)) if isinstance(reward, str) else reward
     wrapper = TweedieUNet(pipe.unet, pipe.vae, reward, prompts, guidance, beta, alpha)
     images, seconds = _run(pipe, wrapper, prompts, seed, steps, guidance, size)
     rewards, name = _score(reward, images, prompts)
@@ -260,7 +260,7 @@ def best_of_n(pipe, prompt, *, n: int = 2, seed: int = 0, reward: str | Reward =
     n = check_n(n)
     prompts = _prompts(prompt)
     steps, guidance, size = _settings(pipe, preset, steps, guidance_scale)
-    reward = load_reward(reward, device=pipe._execution_device) if isinstance(reward, str) else reward
+    reward = load_reward(reward, device=execution_device(pipe)) if isinstance(reward, str) else reward
     start = time.perf_counter()
     draws = []
     for j in range(n):

@@ -33,7 +33,7 @@ from .checks import check_seed, whole_number
 from .lru import LRU
 from .presets import Preset, sampling_settings
 from .rewards import Reward, load_reward
-from .sampling import check_prompt, encode_prompt_kwargs, with_component
+from .sampling import check_prompt, encode_prompt_kwargs, execution_device, with_component
 
 MAX_BANK = 1024  # samples per (prompt, seed): beyond this a bank is a data set, not an inference-time cache
 DEFAULT_REWARD = "toy-pickscore"
@@ -77,7 +77,7 @@ def start_noise(pipe, seeds: list[int], settings: Settings) -> torch.Tensor:
     image i is what ``pipe(prompt, generator=Generator().manual_seed(seeds[i]))`` would start from."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     return pipe.prepare_latents(len(seeds), pipe.transformer.config.in_channels, settings.height, settings.width,
-                                pipe.transformer.dtype, pipe._execution_device, generators)
+                                pipe.transformer.dtype, execution_device(pipe), generators)
 
 
 @torch.no_grad()

@@ -97,13 +97,15 @@ def main(argv=None) -> int:
     rows: dict[str, list] = {}
     seconds: dict[str, float] = {}
 
-    def add(name, images, chunk, elapsed=None):
-        r = reward.score(images, chunk).float()
+    def add(name, images, chunk, elapsed=None, r=None):
+        """Record the images' rewards (``r``, when already scored) and tastes under ``name``; returns the rewards."""
+        r = reward.score(images, chunk).float() if r is None else r
         for caption, image, value in zip(chunk, images, r):
             pil = (image.permute(1, 2, 0).detach().numpy() * 255).round().astype(np.uint8)
             rows.setdefault(name, []).append((float(value), taste(pil, caption).score))
         if elapsed is not None:
             seconds[name] = seconds.get(name, 0.0) + elapsed
+        return r
 
     for seed in seeds:
         for lo in range(0, len(captions), args.batch):
@@ -123,8 +125,8 @@ def main(argv=None) -> int:
                 z = final_latents(pipe, LastStepStrength(network, last_t, DIFFUSION_ALPHA, a), kw, noise,
                                   DIFFUSION_BETA, steps, res, guidance)
                 with torch.no_grad():
-                    candidates[a] = (z, decoded(pipe.vae, z))
-                add(f"guided, last-step α {a:g}", candidates[a][1], chunk, time.perf_counter() - t0)
+                    images = decoded(pipe.vae, z)
+                candidates[a] = (z, images, add(f"guided, last-step α {a:g}", images, chunk, time.perf_counter() - t0))
             z_guided = candidates[DIFFUSION_ALPHA][0]
             for label, z in (("guided", z_guided), ("base", z_base)):
                 out, elapsed = refined(pipe.vae, reward, z, chunk, args.steps)
@@ -135,8 +137,9 @@ def main(argv=None) -> int:
                 for combo in itertools.combinations(lasts, k):
                     name = "select last-step α from " + ", ".join(f"{a:g}" for a in combo)
                     imgs = torch.stack([candidates[a][1] for a in combo])  # (k, B, 3, H, W)
-                    r = torch.stack([reward.score(imgs[j], chunk).float() for j in range(k)])
-                    add(name, imgs[r.argmax(0), torch.arange(n)], chunk)
+                    r = torch.stack([candidates[a][2] for a in combo])  # their rewards, scored once above
+                    best = r.argmax(0)
+                    add(name, imgs[best, torch.arange(n)], chunk, r=r[best, torch.arange(n)])
 
     base = np.array(rows["base"])
     per_image = {k: v / len(base) for k, v in seconds.items()}

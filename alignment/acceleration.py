@@ -169,8 +169,56 @@ def graph_method(obj, name: str) -> None:
         setattr(obj, name, CudaGraphed(getattr(obj, name), eligible=lambda: not torch.is_grad_enabled()))
 
 
+def fp8_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """The linear layers of ``model``'s (or the model it wraps) repeated blocks (``REPEATED_BLOCKS``) that FP8 matmuls can take (both
+    widths multiples of 16), by qualified name: what ``quantize_fp8`` converts. The layers outside the blocks (the
+    patch and time embeddings, the final projection) stay in the model's dtype."""
+    model = _unwrapped(model)
+    names = REPEATED_BLOCKS.get(type(model).__name__, ())
+    found = {}
+    for block_name, block in model.named_modules():
+        if type(block).__name__ in names:
+            for name, layer in block.named_modules():
+                if (isinstance(layer, nn.Linear) and layer.in_features % 16 == 0
+                        and layer.out_features % 16 == 0):
+                    found[f"{block_name}.{name}"] = layer
+    return found
+
+
+def fp8_unavailable(model: nn.Module) -> str | None:
+    """Why ``model`` can't run FP8 matmuls here (no torchao, or not on a GPU with FP8 tensor cores: compute
+    capability 8.9, Ada, Hopper and later), or None when it can."""
+    device = next(_unwrapped(model).parameters()).device
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+        return f"FP8 matmuls need a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); the model is on {where}"
+    try:
+        import torchao.quantization  # noqa: F401
+    except ImportError:
+        return "FP8 matmuls need torchao (pip install torchao, a build for this torch)"
+    return None
+
+
+def quantize_fp8(model: nn.Module) -> int:
+    """Run ``fp8_linears(model)`` as FP8 (e4m3) matmuls, in place: the weights stored in FP8 with a scale per
+    output row, the activations quantized per row on the fly (torchao's ``Float8DynamicActivationFloat8WeightConfig``
+    with ``PerRow``), which ``torch.compile`` fuses into the kernels around them. Returns how many layers it
+    converted; raises ``RuntimeError`` (``fp8_unavailable``'s reason) where it can't. Halves the blocks' weight
+    memory; what it saves and how far the images move is measured by ``evaluations.benchmark_compile --variants
+    fp8``."""
+    reason = fp8_unavailable(model)
+    if reason:
+        raise RuntimeError(reason)
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    layers = set(fp8_linears(model).values())
+    quantize_(_unwrapped(model), Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+              filter_fn=lambda module, _name: module in layers)
+    return len(layers)
+
+
 def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, compile: bool = True,
-               fuse: bool = True, channels_last: bool = True, cuda_graphs: bool = True,
+               fuse: bool = True, channels_last: bool = True, cuda_graphs: bool = True, fp8: bool = False,
                **compile_kwargs) -> list[str]:
     """Speed up ``pipe``, the guidance ``network`` and the ``reward`` used with it (any of them may be left out), in
     place; returns what was done, e.g. ``["fused qkv", "channels-last unet", "compiled 70 BasicTransformerBlock",
@@ -180,14 +228,20 @@ def accelerate(pipe=None, *, network: nn.Module | None = None, reward=None, comp
     ``compile``): a UNet-class pipeline's UNet and VAE decoder run from CUDA graphs when sampling, and the guidance
     network's gradient always (``CudaGraphed``); a transformer's large calls are not launch-bound, so flow
     pipelines are left to the compiler. A captured graph replays the weights it was captured with, where they were:
-    don't move, offload, fuse or swap the models' modules (LoRA included) after the first call; load anew instead."""
+    don't move, offload, fuse or swap the models' modules (LoRA included) after the first call; load anew instead.
+    ``fp8``: the denoiser's repeated blocks run their linear layers as FP8 matmuls (``quantize_fp8``: torchao, an
+    Ada or Hopper GPU), which pays where those layers are most of the work (SD3.5-Large at 1024²)."""
     done: list[str] = []
     denoiser = _unwrapped(getattr(pipe, "transformer", None) or getattr(pipe, "unet", None))
+    if fp8 and denoiser is not None and (reason := fp8_unavailable(denoiser)):
+        raise RuntimeError(reason)  # before anything is changed
     vae = getattr(pipe, "vae", None)
     if fuse and denoiser is not None and _diffusers_attention(denoiser):
         # the pipeline's own method fuses the VAE's attention too; SD3's pipeline has none, its transformer has
         (pipe if hasattr(pipe, "fuse_qkv_projections") else denoiser).fuse_qkv_projections()
         done.append("fused qkv")
+    if fp8 and denoiser is not None:
+        done.append(f"fp8 {quantize_fp8(denoiser)} linear layers")
     unet = denoiser if type(denoiser).__name__ == "UNet2DConditionModel" else None
     if channels_last:
         for name, model in (("unet", unet), ("vae", vae), ("guidance network", network)):

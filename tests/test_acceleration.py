@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from alignment import load_pipeline
-from alignment.acceleration import REPEATED_BLOCKS, accelerate, compile_regions
+from alignment.acceleration import REPEATED_BLOCKS, accelerate, compile_regions, fp8_linears, fp8_unavailable
 from alignment.defaults import load_guidance_network
 from alignment.diffusion_sampler import sample_guided
 from alignment.flow_sampler import baseline
@@ -44,6 +44,25 @@ def test_flow_pipeline_keeps_its_repeated_context_attention_unfused():
     assert any("JointTransformerBlock" in d for d in done)
     after = baseline(pipe, PROMPT, seed=1, preset=preset, reward="toy-pickscore")
     assert np.abs(pixels(before.images[0]) - pixels(after.images[0])).max() <= 1
+
+
+def test_fp8_takes_the_repeated_blocks_linear_layers_and_refuses_clearly_off_an_fp8_gpu():
+    pipe, _ = load_pipeline("toy-sd3", device="cpu")
+    layers = fp8_linears(pipe.transformer)  # through repeated_context's wrapper
+    blocks = [m for m in pipe.transformer.modules() if type(m).__name__ == "JointTransformerBlock"]
+    expected = sum(isinstance(m, torch.nn.Linear) and m.in_features % 16 == 0 and m.out_features % 16 == 0
+                   for b in blocks for m in b.modules())
+    assert len(layers) == expected > 0
+    assert all(".transformer_blocks." in f".{name}" for name in layers)  # not the embeddings nor the output layer
+    assert any(name.endswith("attn.to_q") for name in layers)
+    reason = fp8_unavailable(pipe.transformer)
+    assert reason and "compute capability 8.9" in reason and "cpu" in reason
+    vae_format = pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="compute capability 8.9"):
+        accelerate(pipe, fp8=True, backend="eager")
+    # refused before anything changed
+    assert pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last) == vae_format
+    assert not any(hasattr(b, "_compiled_call_impl") and b._compiled_call_impl is not None for b in blocks)
 
 
 def test_compile_off_only_changes_memory_format():
@@ -106,6 +125,27 @@ def test_benchmark_compile_smoke_run_writes_side_by_side_rows(tmp_path):
     assert all(r["eager_ms"] > 0 and r["accelerated_ms"] > 0 for r in sdxl["rows"].values())
     assert sdxl["compile_seconds"] > 0 and sdxl["same_seed"]["max_abs"] <= 2
     assert sdxl["guided_over_baseline_b2"]["eager"] > 0
+
+
+def test_benchmark_compile_smoke_runs_the_sd35_variants_attention_and_encoder_sections(tmp_path):
+    import json
+
+    from evaluations import benchmark_compile
+
+    out = tmp_path / "compile.json"
+    assert benchmark_compile.main(["--smoke", "--sections", "sd35", "attention", "encoder", "--skip-eager",
+                                   "--variants", "full-context", "--encoder-batches", "2", "--repeats", "1",
+                                   "--warmup", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    sd35 = report["sd35"]
+    assert all(r["eager_ms"] is None and r["accelerated_ms"] > 0 for r in sd35["rows"].values())
+    variant = sd35["variants"]["full-context"]
+    assert set(variant["rows"]) == set(sd35["rows"]) and variant["same_seed_vs_accelerated_bf16"]["max_abs"] <= 2
+    cases = report["attention"]["cases"]
+    assert cases["bias, default backend"]["ms"] > 0 and cases["no bias (333 context tokens), default"]["ms"] > 0
+    encoder = report["encoder"]
+    assert encoder["gflop_per_image"] > 0 and len(encoder["variants"]) == 5
+    assert all(v["ms_per_image"] > 0 for v in encoder["variants"].values())
 
 
 def test_a_compiled_network_keeps_one_graph_across_slider_positions():

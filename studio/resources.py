@@ -192,9 +192,13 @@ class Resources:
         return FLOW_BETA_RANGE
 
     def warm_up(self, models: list[str] | None = None) -> None:
-        """Load pipelines, rewards and networks ahead of the first click (errors are left for the click): the first
-        model's, or every model's when the models are compiled (then ``Engine.warm_up`` renders each once)."""
-        for model in models or (self.models if self.settings.compiles(self.settings.device) else self.models[:1]):
+        """Load pipelines, rewards and networks ahead of the first click (errors are left for the click): every
+        model's on a GPU, so that the first click on any model waits for no loading (and, when the models are
+        compiled, ``Engine.warm_up`` then renders each once); on a CPU the first model's alone, so that the page
+        is up in seconds (the toy models load in about a second each when first asked for)."""
+        device = self.settings.device
+        every = self.settings.compiles(device) or self.settings.on_gpu(device)
+        for model in models or (self.models if every else self.models[:1]):
             try:
                 self.pipeline(model)
                 self.reward(model)

@@ -108,6 +108,15 @@ class StudioSettings:
                    hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"),
                    compile=compile)
 
+    @staticmethod
+    def on_gpu(device) -> bool:
+        """Whether models go to a CUDA device (``device`` None: CUDA when there is one, as the loaders pick)."""
+        if device is None:
+            import torch
+
+            return torch.cuda.is_available()
+        return getattr(device, "type", str(device)).startswith("cuda")
+
     def compiles(self, device) -> bool:
         """Whether models on ``device`` are accelerated and compiled: ``compile`` "on", or "auto" on CUDA outside
         ZeroGPU (on a CPU the toy models gain nothing from it and the compiler would take minutes)."""
@@ -115,11 +124,7 @@ class StudioSettings:
             return self.compile == "on"
         if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU lends the GPU per call and does not support torch.compile
             return False
-        if device is None:  # what accelerate picks
-            import torch
-
-            return torch.cuda.is_available()
-        return getattr(device, "type", str(device)).startswith("cuda")
+        return self.on_gpu(device)
 
     def reward_for(self, model: str) -> str:
         return self.reward or ("toy-pickscore" if model.startswith("toy-") else "pickscore")

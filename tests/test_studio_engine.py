@@ -235,3 +235,19 @@ def test_the_guidance_network_choice_reaches_the_aligned_image(studio_engine):
     assert math.isfinite(studio_engine.render(expected, PROMPT, 5).rewards[REWARD])
     missing = StudioSettings(models=("toy-sdxl",), paper_guidance="/nowhere/paper-network")
     assert "not in /nowhere/paper-network" in Engine(missing).available(expected)
+
+
+def test_warm_up_loads_every_model_on_a_gpu_and_the_first_alone_on_a_cpu(monkeypatch):
+    from studio.resources import Resources
+
+    def loaded(device, compile):
+        resources = Resources(StudioSettings(models=("toy-sdxl", "toy-sd3"), device=device, compile=compile))
+        seen = []
+        for part in ("pipeline", "reward", "network"):
+            monkeypatch.setattr(resources, part, lambda model, *a, part=part: seen.append((part, model)))
+        resources.warm_up()
+        return {model for _, model in seen}
+
+    assert loaded("cpu", "auto") == {"toy-sdxl"}  # the page is up in seconds; the others load when asked for
+    assert loaded("cuda", "off") == {"toy-sdxl", "toy-sd3"}  # eager on a GPU: no click waits for loading
+    assert loaded("cpu", "on") == {"toy-sdxl", "toy-sd3"}  # compiled: Engine.warm_up renders each

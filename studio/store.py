@@ -341,7 +341,8 @@ class Store:
     def add_generations(self, prompt: str, generations: list[dict]) -> list[int]:
         """Several generations of one prompt (each a dict of :meth:`add_generation`'s keyword arguments and its
         ``image``) in one transaction, all or none; returns their ids in order. An arena pair is stored so."""
-        return self._adding_prompt(self._generations_writer(prompt, generations))
+        write = self._generations_writer(prompt, generations)
+        return self._adding_prompt(lambda s: [row.id for row in write(s)[1]])
 
     def _adding_prompt(self, write: Callable) -> T:
         """``write`` in a transaction, once more if another writer added the same new prompt between our read and
@@ -353,7 +354,9 @@ class Store:
 
     def _generations_writer(self, prompt: str, generations: list[dict]) -> Callable:
         """Checks the generations and writes their images (files first: content-addressed, so a file left behind
-        is harmless); returns ``write(session) -> ids`` that adds their rows within a transaction."""
+        is harmless); returns ``write(session) -> (prompt row, generation rows)`` that adds the rows within a
+        transaction. Holding the rows keeps them in the ORM session's identity map (it holds rows weakly), so the
+        rest of the transaction reads them without a query."""
         text = clean_prompt(prompt)
         if not isinstance(generations, (list, tuple)) or not generations:
             raise ValueError("generations must be a non-empty list of dicts")
@@ -371,7 +374,7 @@ class Store:
                      for sha, (_, fields) in zip(shas, rows)]
             s.add_all(added)
             s.flush()
-            return [row.id for row in added]
+            return prompt_row, added
 
         return write
 
@@ -413,8 +416,8 @@ class Store:
         add = self._generations_writer(prompt, [left, right])
 
         def write(s):
-            left_id, right_id = add(s)
-            return self._comparison_writer(session_id, left_id, right_id, within_cap=True)(s)
+            prompt_row, (left_row, right_row) = add(s)  # held while the comparison reads them back
+            return self._comparison_writer(session_id, left_row.id, right_row.id, within_cap=True)(s)
 
         return self._adding_prompt(write)
 
@@ -477,20 +480,25 @@ class Store:
                 if used >= self.client_vote_cap:
                     raise VoteRefused(f"This connection has reached its limit of {self.client_vote_cap} votes. "
                                       "Thank you!")
-            counted = s.execute(update(Session).where(Session.id == session_id, Session.vote_count < self.vote_cap)
-                                .values(vote_count=Session.vote_count + 1))
-            if counted.rowcount != 1:
+            count = (update(Session).where(Session.id == session_id, Session.vote_count < self.vote_cap)
+                     .values(vote_count=Session.vote_count + 1))
+            if s.get_bind().dialect.update_returning:  # the new count with the update (SQLite ≥ 3.35, PostgreSQL)
+                counted = s.execute(count.returning(Session.vote_count)).scalar()
+            else:
+                counted = (s.scalar(select(Session.vote_count).where(Session.id == session_id))
+                           if s.execute(count).rowcount == 1 else None)
+            if counted is None:
                 raise VoteRefused(f"This session has reached its limit of {self.vote_cap} votes. Thank you!")
             s.add(Vote(comparison_id=comparison_id, session_id=session_id, choice=choice))
             s.flush()
-            votes_left = max(self.vote_cap - s.scalar(select(Session.vote_count).where(Session.id == session_id)), 0)
+            votes_left = max(self.vote_cap - counted, 0)
             if not reveal:
                 return votes_left
+            left, right = self._generations(s, comparison.left_generation_id, comparison.right_generation_id)
             return dict(id=comparison.id, session_id=comparison.session_id,
                         left_generation_id=comparison.left_generation_id,
                         right_generation_id=comparison.right_generation_id, choice=choice,
-                        left=self._generation(s, comparison.left_generation_id),
-                        right=self._generation(s, comparison.right_generation_id), votes_left=votes_left)
+                        left=left, right=right, votes_left=votes_left)
 
         try:
             return self._transaction(write)
@@ -508,9 +516,25 @@ class Store:
         row = s.get(Generation, _number_id(generation_id))
         if row is None:
             raise ValueError(f"unknown generation id {generation_id}")
-        return dict(id=row.id, prompt=s.get(Prompt, row.prompt_id).text, label=row.label, model=row.model,
-                    method=row.method, config=row.config, seed=row.seed, rewards=row.rewards,
-                    latency_s=row.latency_s, image_sha256=row.image_sha256)
+        return Store._generation_dict(row, s.get(Prompt, row.prompt_id).text)
+
+    @staticmethod
+    def _generations(s, *generation_ids: int) -> list[dict]:
+        """:meth:`_generation` of several ids, in their order, in one query."""
+        ids = [_number_id(g) for g in generation_ids]
+        found = {row.id: Store._generation_dict(row, text) for row, text in s.execute(
+            select(Generation, Prompt.text).join(Prompt, Prompt.id == Generation.prompt_id)
+            .where(Generation.id.in_(ids)))}
+        missing = [g for g in ids if g not in found]
+        if missing:
+            raise ValueError(f"unknown generation id {missing[0]}")
+        return [found[g] for g in ids]
+
+    @staticmethod
+    def _generation_dict(row: Generation, prompt: str) -> dict:
+        return dict(id=row.id, prompt=prompt, label=row.label, model=row.model, method=row.method,
+                    config=row.config, seed=row.seed, rewards=row.rewards, latency_s=row.latency_s,
+                    image_sha256=row.image_sha256)
 
     def comparison(self, comparison_id: str, *, generations: bool = False) -> dict:
         """A comparison: its session, the two generation ids by side, and the vote's choice (None before it); with

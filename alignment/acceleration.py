@@ -212,8 +212,10 @@ def quantize_fp8(model: nn.Module) -> int:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     layers = set(fp8_linears(model).values())
-    quantize_(_unwrapped(model), Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
-              filter_fn=lambda module, _name: module in layers)
+    # set_inductor_config=False: torchao would otherwise turn on inductor's coordinate-descent tuning for the whole
+    # process, which multiplies the start-up compile of every model (it was past 3 minutes for SD3.5's blocks alone)
+    config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+    quantize_(_unwrapped(model), config, filter_fn=lambda module, _name: module in layers)
     return len(layers)
 
 

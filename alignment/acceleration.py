@@ -213,7 +213,8 @@ def quantize_fp8(model: nn.Module) -> int:
 
     layers = set(fp8_linears(model).values())
     # set_inductor_config=False: torchao would otherwise turn on inductor's coordinate-descent tuning for the whole
-    # process, which multiplies the start-up compile of every model (it was past 3 minutes for SD3.5's blocks alone)
+    # process, which lengthens every later compile (with it on, the first FP8 run on an H100 did not finish compiling
+    # SD3.5's blocks within its benchmark's time limit)
     config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
     quantize_(_unwrapped(model), config, filter_fn=lambda module, _name: module in layers)
     return len(layers)

@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TORCHIND
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 filter() { grep -v "Loading\|it/s\|float32: \[\]\|Warning\|warn_once\|This call originates\|File \"\|if dtype ==\|^$\|Configuration class\|Unable to import" | tail -${1:-24}; }
 timeout ${SD35_S:-560} python3 -m evaluations.benchmark_compile --sections sd35 --variants ${VARIANTS:-fp8 full-context} --skip-eager ${PROFILE:+--profile} \
-   --repeats 5 --out $OUT/benchmark_compile_sd35_fp8.json 2>&1 | filter 40
+   --repeats ${REPEATS:-5} --out $OUT/benchmark_compile_sd35_fp8.json 2>&1 | filter 40
 for section in ${SECTIONS:-}; do
   timeout 120 python3 -m evaluations.benchmark_compile --sections $section --repeats 5 \
      --out $OUT/benchmark_$section.json 2>&1 | filter

@@ -34,6 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-warm-up", action="store_true", help="load models on the first click, not at start")
     parser.add_argument("--no-compile", action="store_true",
                         help="never compile the models (default: compiled at start-up on CUDA; STUDIO_COMPILE)")
+    parser.add_argument("--fp8", action="store_true",
+                        help="FP8 matmuls in the compiled bf16 models' transformer blocks (torchao; Ada or Hopper GPU; "
+                             "STUDIO_FP8=1)")
     return parser.parse_args(argv)
 
 
@@ -45,7 +48,15 @@ def main(argv=None) -> None:
     from studio.ui import LAUNCH_KWARGS, QUEUE_KWARGS, build_demo
 
     settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],
-                                       device=args.device, compile="off" if args.no_compile else None)
+                                       device=args.device, compile="off" if args.no_compile else None,
+                                       fp8=True if args.fp8 else None)
+    if settings.fp8:
+        from alignment.acceleration import fp8_unavailable
+
+        reason = ("FP8 needs the compiled models: drop --no-compile / STUDIO_COMPILE=off"
+                  if not settings.compiles(settings.device) else fp8_unavailable(settings.device))
+        if reason:
+            raise SystemExit(f"error: --fp8 / STUDIO_FP8: {reason}")
     set_threads(settings.device)
     demo = build_demo(settings, warm_up=not args.no_warm_up)
     # Gradio rebuilds a pandas summary of its past events after every event unless told otherwise: under many

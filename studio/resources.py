@@ -94,11 +94,13 @@ class Resources:
 
     def _accelerate(self, device, **parts) -> None:
         """``alignment.acceleration.accelerate(**parts)`` when the settings compile on ``device``, with
-        ``fullgraph=False``: a graph break then runs part of a block eagerly instead of failing a request."""
+        ``fullgraph=False``: a graph break then runs part of a block eagerly instead of failing a request; with the
+        settings' ``fp8`` for a pipeline's denoiser."""
         if self.settings.compiles(device):
             from alignment.acceleration import accelerate
 
-            accelerate(**parts, fullgraph=False)
+            fp8 = {"fp8": True} if self.settings.fp8 and "pipe" in parts else {}
+            accelerate(**parts, fullgraph=False, **fp8)
 
     def device(self, model: str):
         pipe, _ = self.pipeline(model)

@@ -68,7 +68,8 @@ class StudioSettings:
     votes across restarts (``studio/hub_sync.py``; off when None), committed every ``hub_every`` minutes, with the
     images unless ``hub_images`` is False. ``compile``: ``"auto"`` (on CUDA, outside ZeroGPU), ``"on"`` or ``"off"``: whether
     the models are accelerated and compiled (``alignment/acceleration.py``) and rendered once at start-up so that
-    no request waits for the compiler."""
+    no request waits for the compiler. ``fp8``: compiled bf16 models run their transformer blocks' linear layers as
+    FP8 matmuls (torchao, an Ada or Hopper GPU; ``alignment.acceleration.quantize_fp8``); off by default."""
 
     models: tuple[str, ...] = TOY_MODELS
     device: str | None = "cpu"
@@ -80,16 +81,17 @@ class StudioSettings:
     hub_every: float = 5.0
     hub_images: bool = True
     compile: str = "auto"
+    fp8: bool = False
 
     @classmethod
     def from_env(cls, real: bool = False, models: list[str] | None = None, device: str | None = None,
-                 compile: str | None = None) -> StudioSettings:
+                 compile: str | None = None, fp8: bool | None = None) -> StudioSettings:
         """``STUDIO_MODELS`` (comma-separated presets, hub ids or folders, added to the toy ones),
         ``STUDIO_REAL=1`` (add sdxl-turbo and sd3.5-large-turbo), ``STUDIO_DEVICE`` (default: CPU for the toy
         presets alone, else what accelerate picks), ``STUDIO_REWARD``, ``STUDIO_GUIDANCE``,
         ``STUDIO_PAPER_GUIDANCE``, ``STUDIO_MAX_N``;
         ``STUDIO_HUB_DATASET``, ``STUDIO_HUB_EVERY`` (minutes, default 5), ``STUDIO_HUB_IMAGES=0``;
-        ``STUDIO_COMPILE`` (auto, on, off; ``compile`` overrides it)."""
+        ``STUDIO_COMPILE`` (auto, on, off; ``compile`` overrides it); ``STUDIO_FP8=1`` (``fp8`` overrides it)."""
         extra = list(models or []) + [m.strip() for m in os.environ.get("STUDIO_MODELS", "").split(",") if m.strip()]
         if real or os.environ.get("STUDIO_REAL", "").lower() in ("1", "true", "yes"):
             extra += list(REAL_MODELS)
@@ -106,7 +108,8 @@ class StudioSettings:
                    os.environ.get("STUDIO_PAPER_GUIDANCE") or None, max_n,
                    hub_dataset=os.environ.get("STUDIO_HUB_DATASET", "").strip() or None, hub_every=hub_every,
                    hub_images=os.environ.get("STUDIO_HUB_IMAGES", "1").lower() not in ("0", "false", "no"),
-                   compile=compile)
+                   compile=compile,
+                   fp8=fp8 if fp8 is not None else os.environ.get("STUDIO_FP8", "0").lower() in ("1", "true", "yes"))
 
     @staticmethod
     def on_gpu(device) -> bool:

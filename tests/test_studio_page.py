@@ -14,9 +14,11 @@ import httpx
 import pytest
 from test_studio_helpers import PROMPT, served_page, studio_engine  # noqa: F401  (fixture)
 
+from alignment import load_pipeline
 from studio.components import text
 from studio.configs import Config
 from studio.errors import page_errors, sentence
+from studio.settings import StudioSettings
 from studio.ui import build_demo
 
 API_NAMES = {"explore", "arena_pair", "vote_left", "vote_right", "vote_tie", "vote_both_bad", "dashboard",
@@ -187,6 +189,35 @@ def test_app_flags():
     args = app.parse_args(["--real", "--device", "cuda", "--models", "a/b,./c", "--port", "7000"])
     assert args.real and args.device == "cuda" and args.models == "a/b,./c" and args.port == 7000
     assert app.parse_args([]).host == "127.0.0.1"
+
+
+def test_fp8_is_refused_at_start_up_where_it_cannot_run(monkeypatch):
+    import app
+
+    monkeypatch.delenv("STUDIO_FP8", raising=False)
+    with pytest.raises(SystemExit, match="FP8 needs the compiled models"):
+        app.main(["--fp8", "--no-compile", "--device", "cpu"])
+    monkeypatch.setenv("STUDIO_FP8", "1")
+    monkeypatch.setenv("STUDIO_COMPILE", "on")
+    with pytest.raises(SystemExit, match="compute capability 8.9"):  # before any model loads or port opens
+        app.main(["--device", "cpu"])
+
+
+def test_fp8_setting_reaches_the_pipelines_and_skips_float32_models(monkeypatch):
+    import alignment.acceleration as acceleration
+    from studio.resources import Resources
+
+    calls, accelerate = [], acceleration.accelerate
+    monkeypatch.setattr(acceleration, "accelerate", lambda **kw: calls.append(sorted(kw)) or [])
+    resources = Resources(StudioSettings(models=("toy-sd3",), compile="on", fp8=True))
+    resources.pipeline("toy-sd3")
+    resources.reward("toy-sd3")
+    assert ["fp8", "fullgraph", "pipe"] in calls and ["fullgraph", "reward"] in calls  # fp8 for pipelines only
+    # a float32 denoiser (the toy presets) is left in its dtype, and says so
+    pipe, _ = load_pipeline("toy-sd3", device="cpu")
+    monkeypatch.setattr(acceleration, "fp8_unavailable", lambda _model: None)  # as on an Ada or Hopper GPU
+    done = accelerate(pipe, fp8=True, compile=False)
+    assert "fp8 skipped (float32 weights; FP8 takes bf16 models)" in done
 
 
 def test_the_ess_figure_is_valid_plotly_with_the_view_numbers():

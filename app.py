@@ -50,13 +50,8 @@ def main(argv=None) -> None:
     settings = StudioSettings.from_env(real=args.real, models=[m for m in args.models.split(",") if m.strip()],
                                        device=args.device, compile="off" if args.no_compile else None,
                                        fp8=True if args.fp8 else None)
-    if settings.fp8:
-        from alignment.acceleration import fp8_unavailable
-
-        reason = ("FP8 needs the compiled models: drop --no-compile / STUDIO_COMPILE=off"
-                  if not settings.compiles(settings.device) else fp8_unavailable(settings.device))
-        if reason:
-            raise SystemExit(f"error: --fp8 / STUDIO_FP8: {reason}")
+    if reason := settings.fp8_problem():
+        raise SystemExit(f"error: --fp8 / STUDIO_FP8: {reason}")
     set_threads(settings.device)
     demo = build_demo(settings, warm_up=not args.no_warm_up)
     # Gradio rebuilds a pandas summary of its past events after every event unless told otherwise: under many

@@ -129,6 +129,17 @@ class StudioSettings:
             return False
         return self.on_gpu(device)
 
+    def fp8_problem(self) -> str | None:
+        """Why ``fp8`` can't be served here (the models not compiled, no torchao, no Ada or Hopper GPU), checked
+        before any model loads; None when it can, or when ``fp8`` is off."""
+        if not self.fp8:
+            return None
+        if not self.compiles(self.device):
+            return "FP8 needs the compiled models: drop --no-compile / STUDIO_COMPILE=off"
+        from alignment.acceleration import fp8_unavailable
+
+        return fp8_unavailable(self.device)
+
     def reward_for(self, model: str) -> str:
         return self.reward or ("toy-pickscore" if model.startswith("toy-") else "pickscore")
 

@@ -547,8 +547,8 @@ class Store:
             found = dict(id=row.id, session_id=row.session_id, left_generation_id=row.left_generation_id,
                          right_generation_id=row.right_generation_id, choice=choice)
             if generations:
-                found.update(left=self._generation(s, row.left_generation_id),
-                             right=self._generation(s, row.right_generation_id))
+                found["left"], found["right"] = self._generations(s, row.left_generation_id,
+                                                                  row.right_generation_id)
             return found
         return self._transaction(read, write=False)
 

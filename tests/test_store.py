@@ -228,6 +228,16 @@ def test_vote_caps_per_session_and_per_client(store):
     store.record_vote(other, _pair(store, other), "left")
 
 
+def test_the_vote_count_without_update_returning_counts_and_caps_the_same(store, monkeypatch):
+    # a database without UPDATE … RETURNING (SQLite before 3.35) reads the new count with a second query
+    monkeypatch.setattr(store.engine.dialect, "update_returning", False)
+    session = store.start_session()
+    assert [store.record_vote(session, _pair(store, session), "left") for _ in range(3)] == [2, 1, 0]
+    with pytest.raises(VoteRefused, match="limit of 3 votes"):
+        store.record_vote(session, _pair(store, session), "left")
+    assert _count(store, Vote) == 3
+
+
 def test_vote_records_read_back_the_same_on_every_database(store):
     session = store.start_session("198.51.100.4")
     comparison = _pair(store, session)
